@@ -1,0 +1,234 @@
+// Namespace changes: create, mknod, mkdir, symlink, link, unlink, rmdir, rename.
+// All of them write only to the upper layer, copying up the parent chain first; a name that a
+// lower layer still holds is covered by a whiteout; a directory made where the upper held a
+// whiteout is opaque, so the old children never come back.
+// Mirrors fs/overlayfs/dir.c (ovl_create_over_whiteout, ovl_remove_and_whiteout, ovl_rename).
+#include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "core/sys.h"
+#include "core/union_fs.h"
+
+namespace unionfs {
+
+// New objects belong to the caller; in a set-group-ID directory they take its group.
+Status UnionFs::own(int dir, const char* name, const Caller& who, const struct stat& parent_st) {
+  if (!opts_.privileged) return kOk;
+  gid_t gid = (parent_st.st_mode & S_ISGID) ? parent_st.st_gid : who.gid;
+  return sys::chown_at(dir, name, who.uid, gid);
+}
+
+// Publishes the new object at `tmp` as `name`, where the upper holds a kernel whiteout:
+// a non-directory simply replaces it; a directory is exchanged with it and the whiteout,
+// now at `tmp`, removed.
+Status UnionFs::replace_whiteout(int dir, const std::string& tmp, const std::string& name,
+                                 bool is_dir) {
+  if (!is_dir) return sys::rename_at(dir, tmp.c_str(), dir, name.c_str());
+  UNIONFS_TRY(sys::rename_at(dir, tmp.c_str(), dir, name.c_str(), RENAME_EXCHANGE));
+  (void)sys::unlink_at(dir, tmp.c_str());
+  return kOk;
+}
+
+Result<Entry> UnionFs::mkdir(Inode& parent, std::string_view name, mode_t mode, const Caller& who) {
+  UNIONFS_TRY(check_new_name(name));
+  UNIONFS_ASSIGN_OR_RETURN(Found f, find(parent, name));
+  if (f.exists) return Errno{EEXIST};
+  UNIONFS_ASSIGN_OR_RETURN(LayerDir up, upper_dir(parent));
+  UNIONFS_ASSIGN_OR_RETURN(struct stat pst, sys::fstat(up.get()));
+  const std::string n(name);
+  if (!f.upper_whiteout) {
+    UNIONFS_TRY(sys::mkdir_at(up.get(), n.c_str(), mode));
+    (void)own(up.get(), n.c_str(), who, pst);
+    return lookup(parent, name);
+  }
+  // Over a whiteout: the new directory must hide whatever the lower layers hold.
+  if (fmt_.write_oci()) {
+    UNIONFS_TRY(sys::mkdir_at(up.get(), n.c_str(), mode));
+    (void)own(up.get(), n.c_str(), who, pst);
+    auto fd = sys::open_at(up.get(), n.c_str(), O_RDONLY | O_DIRECTORY);
+    if (fd) UNIONFS_TRY(fmt_.set_opaque(fd->get()));
+    return lookup(parent, name);
+  }
+  std::string tmp = temp_name();
+  UNIONFS_TRY(sys::mkdir_at(up.get(), tmp.c_str(), mode));
+  Status s = own(up.get(), tmp.c_str(), who, pst);
+  if (s) {
+    auto fd = sys::open_at(up.get(), tmp.c_str(), O_RDONLY | O_DIRECTORY);
+    s = fd ? fmt_.set_opaque(fd->get()) : Status(Errno{fd.error()});
+  }
+  if (s) s = replace_whiteout(up.get(), tmp, n, true);
+  if (!s) {
+    (void)sys::unlink_at(up.get(), tmp.c_str(), AT_REMOVEDIR);
+    return Errno{s.error()};
+  }
+  return lookup(parent, name);
+}
+
+Result<UnionFs::Created> UnionFs::create(Inode& parent, std::string_view name, mode_t mode,
+                                         int flags, const Caller& who) {
+  UNIONFS_TRY(check_new_name(name));
+  UNIONFS_ASSIGN_OR_RETURN(Found f, find(parent, name));
+  if (f.exists) {
+    if (flags & O_EXCL) return Errno{EEXIST};
+    UNIONFS_ASSIGN_OR_RETURN(Entry e, lookup(parent, name));
+    auto fd = open(*e.inode, flags);
+    if (!fd) {
+      forget(*e.inode, 1);
+      return Errno{fd.error()};
+    }
+    return Created{e, std::move(*fd)};
+  }
+  UNIONFS_ASSIGN_OR_RETURN(LayerDir up, upper_dir(parent));
+  UNIONFS_ASSIGN_OR_RETURN(struct stat pst, sys::fstat(up.get()));
+  const std::string n(name);
+  const int oflags = (flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY)) | O_CREAT | O_EXCL;
+  UniqueFd fd;
+  if (f.upper_whiteout && !fmt_.write_oci()) {
+    std::string tmp = temp_name();
+    UNIONFS_ASSIGN_OR_RETURN(fd, sys::open_at(up.get(), tmp.c_str(), oflags, mode));
+    Status s = own(up.get(), tmp.c_str(), who, pst);
+    if (s) s = replace_whiteout(up.get(), tmp, n, false);
+    if (!s) {
+      (void)sys::unlink_at(up.get(), tmp.c_str());
+      return Errno{s.error()};
+    }
+  } else {
+    UNIONFS_ASSIGN_OR_RETURN(fd, sys::open_at(up.get(), n.c_str(), oflags, mode));
+    (void)own(up.get(), n.c_str(), who, pst);
+  }
+  UNIONFS_ASSIGN_OR_RETURN(Entry e, lookup(parent, name));
+  return Created{e, std::move(fd)};
+}
+
+// mknod and symlink: made under a temporary name when they must replace a whiteout.
+Result<Entry> UnionFs::mknod(Inode& parent, std::string_view name, mode_t mode, dev_t rdev,
+                             const Caller& who) {
+  UNIONFS_TRY(check_new_name(name));
+  UNIONFS_ASSIGN_OR_RETURN(Found f, find(parent, name));
+  if (f.exists) return Errno{EEXIST};
+  UNIONFS_ASSIGN_OR_RETURN(LayerDir up, upper_dir(parent));
+  UNIONFS_ASSIGN_OR_RETURN(struct stat pst, sys::fstat(up.get()));
+  const std::string n(name);
+  const bool over = f.upper_whiteout && !fmt_.write_oci();
+  const std::string at = over ? temp_name() : n;
+  UNIONFS_TRY(sys::mknod_at(up.get(), at.c_str(), mode, rdev));
+  Status s = own(up.get(), at.c_str(), who, pst);
+  if (s && over) s = replace_whiteout(up.get(), at, n, false);
+  if (!s) {
+    (void)sys::unlink_at(up.get(), at.c_str());
+    return Errno{s.error()};
+  }
+  return lookup(parent, name);
+}
+
+Result<Entry> UnionFs::symlink(const std::string& target, Inode& parent, std::string_view name,
+                               const Caller& who) {
+  UNIONFS_TRY(check_new_name(name));
+  UNIONFS_ASSIGN_OR_RETURN(Found f, find(parent, name));
+  if (f.exists) return Errno{EEXIST};
+  UNIONFS_ASSIGN_OR_RETURN(LayerDir up, upper_dir(parent));
+  UNIONFS_ASSIGN_OR_RETURN(struct stat pst, sys::fstat(up.get()));
+  const std::string n(name);
+  const bool over = f.upper_whiteout && !fmt_.write_oci();
+  const std::string at = over ? temp_name() : n;
+  UNIONFS_TRY(sys::symlink_at(target.c_str(), up.get(), at.c_str()));
+  Status s = own(up.get(), at.c_str(), who, pst);
+  if (s && over) s = replace_whiteout(up.get(), at, n, false);
+  if (!s) {
+    (void)sys::unlink_at(up.get(), at.c_str());
+    return Errno{s.error()};
+  }
+  return lookup(parent, name);
+}
+
+Result<Entry> UnionFs::link(Inode& inode, Inode& parent, std::string_view name) {
+  UNIONFS_TRY(check_new_name(name));
+  if (inode.is_dir) return Errno{EPERM};
+  UNIONFS_ASSIGN_OR_RETURN(Found f, find(parent, name));
+  if (f.exists) return Errno{EEXIST};
+  UNIONFS_TRY(copy_up(inode));
+  UNIONFS_ASSIGN_OR_RETURN(LayerDir up, upper_dir(parent));
+  Inode::State s = inode.state();
+  const std::string n(name);
+  if (f.upper_whiteout && !fmt_.write_oci()) {
+    std::string tmp = temp_name();
+    UNIONFS_TRY(sys::link_fd(s.fd->get(), up.get(), tmp.c_str()));
+    Status r = replace_whiteout(up.get(), tmp, n, false);
+    if (!r) {
+      (void)sys::unlink_at(up.get(), tmp.c_str());
+      return Errno{r.error()};
+    }
+  } else {
+    UNIONFS_TRY(sys::link_fd(s.fd->get(), up.get(), n.c_str()));
+  }
+  return lookup(parent, name);
+}
+
+// Removes every entry of an upper directory that the merged view does not show (whiteouts,
+// OCI markers, our temporary names), so that the directory itself can be removed or replaced.
+Status UnionFs::clear_markers(int upper_dir_fd) {
+  UNIONFS_ASSIGN_OR_RETURN(std::vector<sys::DirEnt> ents, sys::read_dir(upper_dir_fd));
+  for (const sys::DirEnt& e : ents) {
+    Status s = sys::unlink_at(upper_dir_fd, e.name.c_str(), e.type == DT_DIR ? AT_REMOVEDIR : 0);
+    if (!s && s.error() != ENOENT) return s;
+  }
+  return kOk;
+}
+
+Result<bool> UnionFs::is_empty(const Found& dir) {
+  // A throwaway inode lets list() read the merged listing of a directory we only looked up.
+  auto probe_inode = std::make_shared<Inode>(InodeKey{}, 0, true);
+  Inode::State s;
+  s.parts = dir.parts;
+  probe_inode->set_state(std::move(s));
+  UNIONFS_ASSIGN_OR_RETURN(std::vector<DirEntry> ents, list(*probe_inode));
+  return ents.empty();
+}
+
+Status UnionFs::remove(Inode& parent, std::string_view name, bool dir) {
+  if (!stack_.has_upper()) return Errno{EROFS};
+  UNIONFS_ASSIGN_OR_RETURN(Found f, find(parent, name));
+  if (!f.exists) return Errno{ENOENT};
+  if (dir && !f.is_dir()) return Errno{ENOTDIR};
+  if (!dir && f.is_dir()) return Errno{EISDIR};
+  if (dir) {
+    UNIONFS_ASSIGN_OR_RETURN(bool empty, is_empty(f));
+    if (!empty) return Errno{ENOTEMPTY};
+  }
+  UNIONFS_ASSIGN_OR_RETURN(LayerDir up, upper_dir(parent));
+  UNIONFS_ASSIGN_OR_RETURN(DirParts pparts, dir_parts(parent));
+  UNIONFS_ASSIGN_OR_RETURN(bool below, lower_positive(stack_, fmt_, pparts, name));
+  const std::string n(name);
+  const int flags = dir ? AT_REMOVEDIR : 0;
+  if (!stack_.is_upper(f.layer)) return fmt_.make_whiteout(up.get(), name);
+  if (dir) UNIONFS_TRY(clear_markers(f.parts.front().get()));
+  auto upper_st = sys::stat_at(up.get(), n.c_str());
+  if (!below) {
+    UNIONFS_TRY(sys::unlink_at(up.get(), n.c_str(), flags));
+  } else if (fmt_.write_oci()) {
+    UNIONFS_TRY(fmt_.make_whiteout(up.get(), name));
+    UNIONFS_TRY(sys::unlink_at(up.get(), n.c_str(), flags));
+  } else {
+    // One atomic step replaces the upper object with the whiteout (ovl_remove_and_whiteout).
+    std::string tmp = temp_name();
+    UNIONFS_TRY(fmt_.make_kernel_whiteout(up.get(), tmp.c_str()));
+    Status s = sys::rename_at(up.get(), tmp.c_str(), up.get(), n.c_str(),
+                              dir ? RENAME_EXCHANGE : 0);
+    if (!s) {
+      (void)sys::unlink_at(up.get(), tmp.c_str());
+      return s;
+    }
+    if (dir) UNIONFS_TRY(sys::unlink_at(up.get(), tmp.c_str(), AT_REMOVEDIR));
+  }
+  if (upper_st) {
+    upper_st->st_nlink--;
+    if (upper_st->st_nlink == 0) forget_origin(*upper_st);
+  }
+  return kOk;
+}
+
+Status UnionFs::unlink(Inode& parent, std::string_view name) { return remove(parent, name, false); }
+Status UnionFs::rmdir(Inode& parent, std::string_view name) { return remove(parent, name, true); }
+
+}  // namespace unionfs

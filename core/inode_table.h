@@ -1,0 +1,100 @@
+// The inode table: one Inode per object the kernel knows, keyed by the object's origin so that
+// the nodeid and st_ino survive copy-up (ovl_inode_update). Lookup counts follow libfuse's
+// passthrough_hp: +1 per entry reply, -n per forget, erase at zero; the root is pinned.
+//
+// Lock order: InodeTable::mu_ before Inode::mu. Inode::copy_mu is taken before Inode::mu and
+// is the only lock held across I/O (a copy-up), so that a second caller waits for it.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "core/hash.h"
+#include "core/lookup.h"
+
+namespace unionfs {
+
+struct InodeKey {
+  dev_t dev = 0;
+  ino_t ino = 0;
+  bool operator==(const InodeKey&) const = default;
+};
+
+struct InodeKeyHash {
+  size_t operator()(const InodeKey& k) const {
+    uint64_t v[2] = {static_cast<uint64_t>(k.dev), static_cast<uint64_t>(k.ino)};
+    return static_cast<size_t>(hash_bytes(v, sizeof(v)));
+  }
+};
+
+class Inode : public std::enable_shared_from_this<Inode> {
+ public:
+  Inode(InodeKey key, uint64_t st_ino, bool is_dir) : key(key), st_ino(st_ino), is_dir(is_dir) {}
+  Inode(const Inode&) = delete;
+  Inode& operator=(const Inode&) = delete;
+
+  const InodeKey key;
+  const uint64_t st_ino;
+  const bool is_dir;
+  std::atomic<uint64_t> nlookup{0};
+  std::mutex copy_mu;  ///< held across a copy-up of this inode
+
+  /// A consistent copy of the mutable state, taken under mu.
+  struct State {
+    std::shared_ptr<Inode> parent;  ///< null for the root
+    std::string name;               ///< a name it was last reached by
+    SharedFd fd;                    ///< non-directory: O_PATH of the topmost instance
+    size_t layer = 0;               ///< layer of fd (non-directory) or of parts[0]
+    DirParts parts;                 ///< directory: instances, topmost first
+  };
+  [[nodiscard]] State state() const {
+    std::lock_guard lock(mu_);
+    return state_;
+  }
+  void set_state(State s) {
+    std::lock_guard lock(mu_);
+    state_ = std::move(s);
+  }
+  void set_name(std::shared_ptr<Inode> parent, std::string name) {
+    std::lock_guard lock(mu_);
+    state_.parent = std::move(parent);
+    state_.name = std::move(name);
+  }
+
+ private:
+  mutable std::mutex mu_;
+  State state_;
+};
+
+class InodeTable {
+ public:
+  /// Installs the root inode (pinned: never erased by forget).
+  void set_root(std::shared_ptr<Inode> root);
+  [[nodiscard]] Inode& root() const { return *root_; }
+
+  /// Finds the inode for `key` or inserts the one `make()` returns, and counts one lookup.
+  /// `fresh` (the state just looked up) replaces the stored state, so that it follows
+  /// changes made through other names. Takes mu_, then the inode's mu.
+  std::shared_ptr<Inode> acquire(const InodeKey& key, Inode::State fresh, uint64_t st_ino,
+                                 bool is_dir);
+  /// The live inode for `key`, if the kernel holds one; the lookup count is not changed.
+  std::shared_ptr<Inode> find(const InodeKey& key) const;
+  /// Drops n lookups; erases the inode at zero unless it is the root.
+  void forget(Inode& inode, uint64_t n);
+  [[nodiscard]] size_t size() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::unordered_map<InodeKey, std::shared_ptr<Inode>, InodeKeyHash> map_;
+  // Inodes the kernel still holds whose key was taken over by a newer inode (the object
+  // behind the key changed type): kept alive until their last forget.
+  std::unordered_map<Inode*, std::shared_ptr<Inode>> orphans_;
+  std::shared_ptr<Inode> root_;
+};
+
+}  // namespace unionfs

@@ -1,0 +1,74 @@
+// Lookup of one name across the layers of a merged directory, top-down: the topmost layer
+// holding the name decides it; a whiteout ends the search; a non-directory hides everything
+// below it; a directory merges with directories below until one is opaque.
+// Mirrors ovl_lookup / ovl_lookup_layer in fs/overlayfs/namei.c.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "core/layer.h"
+#include "core/result.h"
+#include "core/unique_fd.h"
+#include "core/whiteout.h"
+
+namespace unionfs {
+
+using SharedFd = std::shared_ptr<const UniqueFd>;
+
+/// One layer's instance of a merged directory.
+struct LayerDir {
+  size_t layer = 0;
+  SharedFd fd;              ///< O_RDONLY | O_DIRECTORY
+  bool xwhiteouts = false;  ///< opaque xattr "x": may hold xattr-form whiteouts
+  [[nodiscard]] int get() const { return fd->get(); }
+};
+
+/// The instances of a merged directory, topmost first.
+using DirParts = std::vector<LayerDir>;
+
+/// What one layer says about a name.
+enum class Probe { kAbsent, kWhiteout, kPresent };
+
+struct ProbeResult {
+  Probe kind = Probe::kAbsent;
+  struct stat st {};
+  bool hides_lower = false;  ///< a directory that is opaque (or OCI-whited-out in its layer)
+  bool xwhiteouts = false;
+};
+
+/// Asks one directory instance about `name`. Errors other than ENOENT (ENAMETOOLONG, EACCES,
+/// EIO...) are returned.
+Result<ProbeResult> probe(const WhiteoutFormat& fmt, const LayerDir& dir, std::string_view name);
+
+/// The merged answer for a name.
+struct Found {
+  bool exists = false;
+  bool upper_whiteout = false;  ///< the upper layer holds a whiteout for the name
+  struct stat st {};            ///< of the topmost instance
+  size_t layer = 0;             ///< layer of the topmost instance
+  SharedFd fd;                  ///< non-directory: O_PATH of the topmost instance
+  DirParts parts;               ///< directory: its instances, topmost first
+  bool top_opaque = false;      ///< directory: its topmost instance hides the lower ones
+  dev_t origin_dev = 0;         ///< identity: the lowest instance of a directory,
+  ino_t origin_ino = 0;         ///< the topmost instance of anything else
+  [[nodiscard]] bool is_dir() const { return exists && S_ISDIR(st.st_mode); }
+};
+
+/// Looks `name` up in the merged directory `parent`. A missing name is not an error
+/// (exists == false). Errors: ENAMETOOLONG, EACCES, EIO and other probe errors.
+Result<Found> lookup_name(const LayerStack& stack, const WhiteoutFormat& fmt,
+                          const DirParts& parent, std::string_view name);
+
+/// Whether any layer below the upper holds a (non-whiteout) entry for `name` in `parent`:
+/// then removing the name from the upper needs a whiteout (ovl_lower_positive).
+Result<bool> lower_positive(const LayerStack& stack, const WhiteoutFormat& fmt,
+                            const DirParts& parent, std::string_view name);
+
+/// The root directory: every layer's root, topmost first, stopping at an opaque one.
+DirParts root_parts(const LayerStack& stack, const WhiteoutFormat& fmt);
+
+}  // namespace unionfs

@@ -1,0 +1,167 @@
+// UnionFs: lookup, attributes, open and statfs (fs/overlayfs/inode.c, namei.c).
+#include "core/union_fs.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/sys.h"
+
+namespace unionfs {
+
+UnionFs::UnionFs(LayerStack stack, Options opts)
+    : stack_(std::move(stack)), opts_(opts), fmt_(opts.whiteout, opts.privileged) {
+  DirParts parts = root_parts(stack_, fmt_);
+  const LayerDir& lowest = parts.back();
+  auto st = sys::fstat(lowest.get());
+  InodeKey key{st.ok() ? st->st_dev : 0, st.ok() ? st->st_ino : 0};
+  auto root = std::make_shared<Inode>(key, stack_.st_ino(key.dev, key.ino), true);
+  Inode::State s;
+  s.layer = parts.front().layer;
+  s.parts = std::move(parts);
+  root->set_state(std::move(s));
+  table_.set_root(std::move(root));
+}
+
+Result<DirParts> UnionFs::dir_parts(Inode& dir) const {
+  if (!dir.is_dir) return Errno{ENOTDIR};
+  return dir.state().parts;
+}
+
+InodeKey UnionFs::key_of(const Found& f) const {
+  InodeKey key{f.origin_dev, f.origin_ino};
+  if (!f.is_dir() && stack_.is_upper(f.layer)) {
+    std::lock_guard lock(const_cast<std::mutex&>(origin_mu_));
+    auto it = origins_.find(key);
+    if (it != origins_.end()) return it->second;
+  }
+  return key;
+}
+
+Result<Found> UnionFs::find(Inode& parent, std::string_view name) {
+  if (name.size() > NAME_MAX) return Errno{ENAMETOOLONG};
+  UNIONFS_ASSIGN_OR_RETURN(DirParts parts, dir_parts(parent));
+  if (fmt_.is_reserved_name(name)) return Found{};
+  return lookup_name(stack_, fmt_, parts, name);
+}
+
+Result<Entry> UnionFs::lookup(Inode& parent, std::string_view name) {
+  UNIONFS_ASSIGN_OR_RETURN(Found f, find(parent, name));
+  if (!f.exists) return Errno{ENOENT};
+  InodeKey key = key_of(f);
+  Inode::State s;
+  s.parent = parent.shared_from_this();
+  s.name = std::string(name);
+  s.layer = f.layer;
+  s.fd = f.fd;
+  s.parts = std::move(f.parts);
+  bool is_dir = f.is_dir();
+  uint64_t ino = stack_.st_ino(key.dev, key.ino);
+  std::shared_ptr<Inode> inode = table_.acquire(key, s, ino, is_dir);
+  Entry e;
+  e.inode = inode.get();
+  auto st = stat_of(s, *inode);
+  if (!st) {
+    table_.forget(*inode, 1);
+    return Errno{st.error()};
+  }
+  e.attr = *st;
+  return e;
+}
+
+Result<Entry> UnionFs::entry_for(Inode& parent, std::string_view name) {
+  return lookup(parent, name);
+}
+
+Result<struct stat> UnionFs::stat_of(const Inode::State& s, const Inode& inode) const {
+  int fd = inode.is_dir ? (s.parts.empty() ? -1 : s.parts.front().get()) : (s.fd ? s.fd->get() : -1);
+  if (fd < 0) return Errno{ESTALE};
+  UNIONFS_ASSIGN_OR_RETURN(struct stat st, sys::fstat(fd));
+  st.st_ino = inode.st_ino;
+  // Like overlayfs: counting subdirectories across layers is not worth it; 1 pacifies find.
+  if (inode.is_dir && s.parts.size() > 1) st.st_nlink = 1;
+  return st;
+}
+
+Result<struct stat> UnionFs::getattr(Inode& inode) { return stat_of(inode.state(), inode); }
+
+Result<std::string> UnionFs::readlink(Inode& inode) {
+  Inode::State s = inode.state();
+  if (inode.is_dir || !s.fd) return Errno{EINVAL};
+  return sys::readlink_at(s.fd->get(), "");
+}
+
+Result<struct stat> UnionFs::setattr(Inode& inode, const SetAttr& a, int fd) {
+  UNIONFS_TRY(copy_up(inode));
+  Inode::State s = inode.state();
+  int path_fd = inode.is_dir ? s.parts.front().get() : s.fd->get();
+  UNIONFS_ASSIGN_OR_RETURN(struct stat cur, sys::fstat(path_fd));
+  if (a.set_size) {
+    if (S_ISDIR(cur.st_mode)) return Errno{EISDIR};
+    if (!S_ISREG(cur.st_mode)) return Errno{EINVAL};
+    if (fd >= 0) {
+      UNIONFS_TRY(sys::ftruncate(fd, a.size));
+    } else {
+      UNIONFS_ASSIGN_OR_RETURN(UniqueFd w, sys::reopen(path_fd, O_WRONLY));
+      UNIONFS_TRY(sys::ftruncate(w.get(), a.size));
+    }
+  }
+  if (a.set_uid || a.set_gid) {
+    UNIONFS_TRY(sys::chown_at(path_fd, "", a.set_uid ? a.uid : static_cast<uid_t>(-1),
+                              a.set_gid ? a.gid : static_cast<gid_t>(-1)));
+  }
+  if (a.set_mode) {
+    if (S_ISLNK(cur.st_mode)) return Errno{EOPNOTSUPP};
+    UNIONFS_TRY(sys::chmod_fd(path_fd, a.mode & 07777));
+  }
+  if (a.set_atime || a.set_mtime) {
+    struct timespec ts[2] = {a.set_atime ? a.atime : timespec{0, UTIME_OMIT},
+                             a.set_mtime ? a.mtime : timespec{0, UTIME_OMIT}};
+    if (S_ISLNK(cur.st_mode)) {
+      Inode::State ps = s.parent ? s.parent->state() : Inode::State{};
+      if (ps.parts.empty()) return Errno{EIO};
+      UNIONFS_TRY(sys::utimens_at(ps.parts.front().get(), s.name.c_str(), ts));
+    } else {
+      UNIONFS_TRY(sys::utimens_at(path_fd, "", ts));
+    }
+  }
+  return stat_of(inode.state(), inode);
+}
+
+Result<UniqueFd> UnionFs::open(Inode& inode, int flags) {
+  if (inode.is_dir) return Errno{EISDIR};
+  const bool writes = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+  if (writes) UNIONFS_TRY(copy_up(inode));
+  Inode::State s = inode.state();
+  if (!s.fd) return Errno{ESTALE};
+  return sys::reopen(s.fd->get(), flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW));
+}
+
+Result<struct statvfs> UnionFs::statfs() {
+  UNIONFS_ASSIGN_OR_RETURN(struct statvfs sv, sys::fstatvfs(stack_.layer(stack_.top()).root.get()));
+  // Room for the ".wh." prefix when whiteouts are written as OCI files.
+  if (fmt_.write_oci() && sv.f_namemax > kOciWhiteoutPrefix.size()) {
+    sv.f_namemax -= kOciWhiteoutPrefix.size();
+  }
+  return sv;
+}
+
+Status UnionFs::fsyncdir(Inode& inode, bool datasync) {
+  UNIONFS_ASSIGN_OR_RETURN(DirParts parts, dir_parts(inode));
+  if (parts.empty() || !stack_.is_upper(parts.front().layer)) return kOk;
+  return sys::fsync(parts.front().get(), datasync);
+}
+
+Status UnionFs::check_new_name(std::string_view name) const {
+  if (!stack_.has_upper()) return Errno{EROFS};
+  if (name.size() > NAME_MAX) return Errno{ENAMETOOLONG};
+  if (fmt_.write_oci() && name.size() + kOciWhiteoutPrefix.size() > NAME_MAX) {
+    return Errno{ENAMETOOLONG};
+  }
+  // A name that would read back as a marker or as one of our temporary files.
+  if (fmt_.is_reserved_name(name)) return Errno{EINVAL};
+  return kOk;
+}
+
+}  // namespace unionfs

@@ -1,0 +1,162 @@
+// UnionFs: the union filesystem, one method per operation, independent of FUSE.
+// Each method takes inodes from the InodeTable, returns Result/Status with a positive errno,
+// and writes only to the upper layer. The implementation is split by concern:
+//   union_fs.cc (lookup, attributes, open, statfs), copy_up.cc, dir_ops.cc (namespace
+//   changes), readdir.cc (merged listings), xattr.cc.
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "core/inode_table.h"
+#include "core/layer.h"
+#include "core/lookup.h"
+#include "core/whiteout.h"
+
+namespace unionfs {
+
+/// Who asks: new objects are owned by the caller, as on a local filesystem.
+struct Caller {
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+
+/// An entry reply: the inode (its lookup count already raised by one) and its attributes.
+struct Entry {
+  Inode* inode = nullptr;
+  struct stat attr {};
+};
+
+/// Attribute changes for setattr; each field applies when its flag is set.
+struct SetAttr {
+  bool set_mode = false, set_uid = false, set_gid = false, set_size = false;
+  bool set_atime = false, set_mtime = false;
+  mode_t mode = 0;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  off_t size = 0;
+  struct timespec atime {UTIME_OMIT, UTIME_OMIT};  ///< tv_nsec may be UTIME_NOW
+  struct timespec mtime {UTIME_OMIT, UTIME_OMIT};
+};
+
+/// One entry of a merged directory listing.
+struct DirEntry {
+  std::string name;
+  uint64_t ino = 0;
+  unsigned char type = 0;  // DT_*
+};
+
+struct Options {
+  WhiteoutMode whiteout = WhiteoutMode::kAuto;
+  bool privileged = false;  ///< running as root: kernel-format markers, chown of new files
+};
+
+class UnionFs {
+ public:
+  UnionFs(LayerStack stack, Options opts);
+  UnionFs(const UnionFs&) = delete;
+  UnionFs& operator=(const UnionFs&) = delete;
+
+  [[nodiscard]] Inode& root() const { return table_.root(); }
+  [[nodiscard]] const LayerStack& stack() const { return stack_; }
+  [[nodiscard]] const WhiteoutFormat& format() const { return fmt_; }
+  [[nodiscard]] const InodeTable& table() const { return table_; }
+
+  // --- union_fs.cc ---
+  /// ENOENT, ENOTDIR, ENAMETOOLONG, EACCES, EIO.
+  Result<Entry> lookup(Inode& parent, std::string_view name);
+  void forget(Inode& inode, uint64_t n) { table_.forget(inode, n); }
+  Result<struct stat> getattr(Inode& inode);
+  /// Copies up first. `fd` is an open file of the inode or -1. EROFS, EPERM, EINVAL...
+  Result<struct stat> setattr(Inode& inode, const SetAttr& attr, int fd);
+  Result<std::string> readlink(Inode& inode);
+  /// Opens for I/O; any write access (or O_TRUNC) copies up first.
+  Result<UniqueFd> open(Inode& inode, int flags);
+  Result<struct statvfs> statfs();
+  /// Directory fsync: the upper instance, if there is one.
+  Status fsyncdir(Inode& inode, bool datasync);
+
+  // --- dir_ops.cc ---
+  struct Created {
+    Entry entry;
+    UniqueFd fd;
+  };
+  Result<Created> create(Inode& parent, std::string_view name, mode_t mode, int flags,
+                         const Caller& who);
+  Result<Entry> mknod(Inode& parent, std::string_view name, mode_t mode, dev_t rdev,
+                      const Caller& who);
+  Result<Entry> mkdir(Inode& parent, std::string_view name, mode_t mode, const Caller& who);
+  Result<Entry> symlink(const std::string& target, Inode& parent, std::string_view name,
+                        const Caller& who);
+  Result<Entry> link(Inode& inode, Inode& parent, std::string_view name);
+  Status unlink(Inode& parent, std::string_view name);
+  Status rmdir(Inode& parent, std::string_view name);
+  /// flags: 0, RENAME_NOREPLACE or RENAME_EXCHANGE. A lower or merged directory as the
+  /// source gives EXDEV, as the kernel does without redirect_dir.
+  Status rename(Inode& parent, std::string_view name, Inode& new_parent,
+                std::string_view new_name, unsigned flags);
+
+  // --- readdir.cc ---
+  /// The merged listing of a directory, without "." and "..", markers and internal names.
+  Result<std::vector<DirEntry>> list(Inode& dir);
+
+  // --- xattr.cc ---
+  Result<std::string> getxattr(Inode& inode, const std::string& name);
+  Result<std::vector<std::string>> listxattr(Inode& inode);
+  Status setxattr(Inode& inode, const std::string& name, const std::string& value, int flags);
+  Status removexattr(Inode& inode, const std::string& name);
+
+  // --- copy_up.cc ---
+  /// Makes sure the inode has its own upper instance (parents first). EROFS without upper.
+  Status copy_up(Inode& inode);
+
+ private:
+  friend class UnionFsTestPeer;
+
+  // union_fs.cc
+  Result<DirParts> dir_parts(Inode& dir) const;  ///< ENOTDIR for a non-directory
+  InodeKey key_of(const Found& f) const;
+  Result<Entry> entry_for(Inode& parent, std::string_view name);  ///< lookup after a change
+  Result<struct stat> stat_of(const Inode::State& s, const Inode& inode) const;
+  Status check_new_name(std::string_view name) const;
+
+  // copy_up.cc
+  Result<LayerDir> upper_dir(Inode& dir);
+  Status copy_up_object(int upper_parent, const std::string& name, int src_fd,
+                        const struct stat& st);
+  void remember_origin(int upper_parent, const std::string& name, InodeKey origin);
+  void forget_origin(const struct stat& upper_st);
+
+  // dir_ops.cc
+  Status own(int dir, const char* name, const Caller& who, const struct stat& parent_st);
+  Status replace_whiteout(int dir, const std::string& tmp, const std::string& name,
+                          bool is_dir);
+  Status clear_markers(int upper_dir_fd);
+  Result<Found> find(Inode& parent, std::string_view name);
+  Result<bool> is_empty(const Found& dir);
+  Status remove(Inode& parent, std::string_view name, bool dir);
+
+  // rename.cc
+  Status copy_up_found(Inode& parent, std::string_view name, const Found& f);
+
+  // xattr.cc
+  bool hidden_xattr(const std::string& name) const;
+
+  LayerStack stack_;
+  Options opts_;
+  WhiteoutFormat fmt_;
+  InodeTable table_;
+  // Upper objects made by copy-up, mapped to the identity of the object they copy, so that
+  // st_ino and the nodeid survive copy-up for the life of the mount.
+  std::mutex origin_mu_;
+  std::unordered_map<InodeKey, InodeKey, InodeKeyHash> origins_;
+};
+
+}  // namespace unionfs

@@ -1,0 +1,423 @@
+// libfuse low-level operations: unpack, call UnionFs, reply. Each op runs inside guard(), which
+// turns an escaping exception into an error reply so that nothing throws into libfuse.
+// Lookup counts: every entry reply (lookup, create, mknod, mkdir, symlink, link, readdirplus)
+// is counted by UnionFs::lookup; forget gives them back.
+#include "fuse/ops.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <new>
+#include <string>
+
+#include "core/sys.h"
+
+namespace unionfs::fuse {
+namespace {
+
+struct FileHandle {
+  UniqueFd fd;
+};
+struct DirHandle {
+  std::vector<DirEntry> entries;  // "." and ".." first
+};
+
+Daemon& daemon_of(fuse_req_t req) { return *static_cast<Daemon*>(fuse_req_userdata(req)); }
+UnionFs& fs_of(fuse_req_t req) { return *daemon_of(req).fs; }
+
+Inode& node(fuse_req_t req, fuse_ino_t ino) {
+  if (ino == FUSE_ROOT_ID) return fs_of(req).root();
+  return *reinterpret_cast<Inode*>(ino);
+}
+fuse_ino_t nodeid(fuse_req_t req, const Inode* inode) {
+  return inode == &fs_of(req).root() ? FUSE_ROOT_ID : reinterpret_cast<fuse_ino_t>(inode);
+}
+static_assert(sizeof(fuse_ino_t) >= sizeof(Inode*), "nodeids are inode addresses");
+
+FileHandle& file(fuse_file_info* fi) { return *reinterpret_cast<FileHandle*>(fi->fh); }
+DirHandle& dir(fuse_file_info* fi) { return *reinterpret_cast<DirHandle*>(fi->fh); }
+
+Caller caller(fuse_req_t req) {
+  const fuse_ctx* c = fuse_req_ctx(req);
+  return Caller{c->uid, c->gid};
+}
+
+template <typename F>
+void guard(fuse_req_t req, F&& body) {
+  try {
+    body();
+  } catch (const std::bad_alloc&) {
+    fuse_reply_err(req, ENOMEM);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "unionfs-cpp: internal error: %s\n", e.what());
+    fuse_reply_err(req, EIO);
+  }
+}
+
+fuse_entry_param entry_param(fuse_req_t req, const Entry& e) {
+  fuse_entry_param p{};
+  p.ino = nodeid(req, e.inode);
+  p.attr = e.attr;
+  p.attr_timeout = daemon_of(req).timeout;
+  p.entry_timeout = daemon_of(req).timeout;
+  return p;
+}
+
+void reply_entry(fuse_req_t req, const Result<Entry>& r) {
+  if (!r) {
+    fuse_reply_err(req, r.error());
+    return;
+  }
+  fuse_entry_param p = entry_param(req, *r);
+  if (fuse_reply_entry(req, &p) == -ENOENT) fs_of(req).forget(*r->inode, 1);  // interrupted
+}
+
+void reply_status(fuse_req_t req, Status s) { fuse_reply_err(req, s.error()); }
+
+void op_init(void*, fuse_conn_info* conn) {
+  if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;
+  if (conn->capable & FUSE_CAP_SPLICE_MOVE) conn->want |= FUSE_CAP_SPLICE_MOVE;
+  if (conn->capable & FUSE_CAP_SPLICE_READ) conn->want |= FUSE_CAP_SPLICE_READ;
+  if (conn->capable & FUSE_CAP_READDIRPLUS) conn->want |= FUSE_CAP_READDIRPLUS;
+  if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+  conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;  // write-through keeps the upper the truth
+  conn->max_write = 1u << 20;
+}
+
+void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  guard(req, [&] {
+    auto r = fs_of(req).lookup(node(req, parent), name);
+    if (!r && r.error() == ENOENT) {
+      fuse_entry_param p{};  // ino 0: the kernel caches the miss
+      p.entry_timeout = daemon_of(req).timeout;
+      fuse_reply_entry(req, &p);
+      return;
+    }
+    reply_entry(req, r);
+  });
+}
+
+void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t n) {
+  fs_of(req).forget(node(req, ino), n);
+  fuse_reply_none(req);
+}
+
+void op_forget_multi(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
+  for (size_t i = 0; i < count; ++i) fs_of(req).forget(node(req, forgets[i].ino), forgets[i].nlookup);
+  fuse_reply_none(req);
+}
+
+void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  guard(req, [&] {
+    auto st = fs_of(req).getattr(node(req, ino));
+    if (!st) return (void)fuse_reply_err(req, st.error());
+    fuse_reply_attr(req, &*st, daemon_of(req).timeout);
+  });
+}
+
+void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
+  guard(req, [&] {
+    SetAttr a;
+    a.set_mode = to_set & FUSE_SET_ATTR_MODE;
+    a.set_uid = to_set & FUSE_SET_ATTR_UID;
+    a.set_gid = to_set & FUSE_SET_ATTR_GID;
+    a.set_size = to_set & FUSE_SET_ATTR_SIZE;
+    a.set_atime = to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW);
+    a.set_mtime = to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW);
+    a.mode = attr->st_mode;
+    a.uid = attr->st_uid;
+    a.gid = attr->st_gid;
+    a.size = attr->st_size;
+    a.atime = (to_set & FUSE_SET_ATTR_ATIME_NOW) ? timespec{0, UTIME_NOW} : attr->st_atim;
+    a.mtime = (to_set & FUSE_SET_ATTR_MTIME_NOW) ? timespec{0, UTIME_NOW} : attr->st_mtim;
+    int fd = fi ? file(fi).fd.get() : -1;
+    auto st = fs_of(req).setattr(node(req, ino), a, fd);
+    if (!st) return (void)fuse_reply_err(req, st.error());
+    fuse_reply_attr(req, &*st, daemon_of(req).timeout);
+  });
+}
+
+void op_readlink(fuse_req_t req, fuse_ino_t ino) {
+  guard(req, [&] {
+    auto t = fs_of(req).readlink(node(req, ino));
+    if (!t) return (void)fuse_reply_err(req, t.error());
+    fuse_reply_readlink(req, t->c_str());
+  });
+}
+
+void op_mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
+  guard(req, [&] { reply_entry(req, fs_of(req).mknod(node(req, parent), name, mode, rdev, caller(req))); });
+}
+
+void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+  guard(req, [&] { reply_entry(req, fs_of(req).mkdir(node(req, parent), name, mode, caller(req))); });
+}
+
+void op_symlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char* name) {
+  guard(req, [&] { reply_entry(req, fs_of(req).symlink(target, node(req, parent), name, caller(req))); });
+}
+
+void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char* name) {
+  guard(req, [&] { reply_entry(req, fs_of(req).link(node(req, ino), node(req, parent), name)); });
+}
+
+void op_unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  guard(req, [&] { reply_status(req, fs_of(req).unlink(node(req, parent), name)); });
+}
+
+void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  guard(req, [&] { reply_status(req, fs_of(req).rmdir(node(req, parent), name)); });
+}
+
+void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
+               const char* newname, unsigned flags) {
+  guard(req, [&] {
+    reply_status(req, fs_of(req).rename(node(req, parent), name, node(req, newparent), newname, flags));
+  });
+}
+
+void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  guard(req, [&] {
+    auto fd = fs_of(req).open(node(req, ino), fi->flags);
+    if (!fd) return (void)fuse_reply_err(req, fd.error());
+    auto* h = new FileHandle{std::move(*fd)};
+    fi->fh = reinterpret_cast<uint64_t>(h);
+    if (fuse_reply_open(req, fi) == -ENOENT) delete h;
+  });
+}
+
+void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
+  guard(req, [&] {
+    auto c = fs_of(req).create(node(req, parent), name, mode, fi->flags, caller(req));
+    if (!c) return (void)fuse_reply_err(req, c.error());
+    auto* h = new FileHandle{std::move(c->fd)};
+    fi->fh = reinterpret_cast<uint64_t>(h);
+    fuse_entry_param p = entry_param(req, c->entry);
+    if (fuse_reply_create(req, &p, fi) == -ENOENT) {
+      delete h;
+      fs_of(req).forget(*c->entry.inode, 1);
+    }
+  });
+}
+
+void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+  fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+  buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+  buf.buf[0].fd = file(fi).fd.get();
+  buf.buf[0].pos = off;
+  fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+}
+
+void op_write_buf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
+  fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
+  out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+  out.buf[0].fd = file(fi).fd.get();
+  out.buf[0].pos = off;
+  ssize_t n = fuse_buf_copy(&out, in, static_cast<fuse_buf_copy_flags>(0));
+  if (n < 0) {
+    fuse_reply_err(req, static_cast<int>(-n));
+  } else {
+    fuse_reply_write(req, static_cast<size_t>(n));
+  }
+}
+
+void op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  // Closing a duplicate reports delayed write errors, as close(2) would on a local file.
+  int dup_fd = ::dup(file(fi).fd.get());
+  int err = (dup_fd < 0 || ::close(dup_fd) < 0) ? errno : 0;
+  fuse_reply_err(req, err);
+}
+
+void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  delete &file(fi);
+  fuse_reply_err(req, 0);
+}
+
+void op_fsync(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
+  reply_status(req, sys::fsync(file(fi).fd.get(), datasync != 0));
+}
+
+void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  guard(req, [&] {
+    Inode& d = node(req, ino);
+    auto list = fs_of(req).list(d);
+    if (!list) return (void)fuse_reply_err(req, list.error());
+    auto* h = new DirHandle;
+    h->entries.reserve(list->size() + 2);
+    h->entries.push_back({".", d.st_ino, DT_DIR});
+    Inode::State s = d.state();
+    h->entries.push_back({"..", s.parent ? s.parent->st_ino : d.st_ino, DT_DIR});
+    for (DirEntry& e : *list) h->entries.push_back(std::move(e));
+    fi->fh = reinterpret_cast<uint64_t>(h);
+    fi->cache_readdir = 0;
+    if (fuse_reply_open(req, fi) == -ENOENT) delete h;
+  });
+}
+
+void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi, bool plus) {
+  guard(req, [&] {
+    DirHandle& h = dir(fi);
+    std::string buf(size, '\0');
+    size_t used = 0;
+    for (size_t i = static_cast<size_t>(off); i < h.entries.size(); ++i) {
+      const DirEntry& e = h.entries[i];
+      const off_t next = static_cast<off_t>(i + 1);
+      size_t n;
+      if (!plus) {
+        struct stat st{};
+        st.st_ino = e.ino;
+        st.st_mode = static_cast<mode_t>(DTTOIF(e.type));
+        n = fuse_add_direntry(req, buf.data() + used, size - used, e.name.c_str(), &st, next);
+        if (n > size - used) break;
+      } else if (i < 2) {
+        fuse_entry_param p{};
+        p.attr.st_ino = e.ino;
+        p.attr.st_mode = static_cast<mode_t>(DTTOIF(e.type));
+        n = fuse_add_direntry_plus(req, buf.data() + used, size - used, e.name.c_str(), &p, next);
+        if (n > size - used) break;
+      } else {
+        auto r = fs_of(req).lookup(node(req, ino), e.name);
+        if (!r) continue;  // gone since opendir
+        fuse_entry_param p = entry_param(req, *r);
+        n = fuse_add_direntry_plus(req, buf.data() + used, size - used, e.name.c_str(), &p, next);
+        if (n > size - used) {
+          fs_of(req).forget(*r->inode, 1);  // not sent: the kernel will not count it
+          break;
+        }
+      }
+      used += n;
+    }
+    fuse_reply_buf(req, buf.data(), used);
+  });
+}
+
+void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  do_readdir(req, ino, size, off, fi, false);
+}
+void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  do_readdir(req, ino, size, off, fi, true);
+}
+
+void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  delete &dir(fi);
+  fuse_reply_err(req, 0);
+}
+
+void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
+  guard(req, [&] { reply_status(req, fs_of(req).fsyncdir(node(req, ino), datasync != 0)); });
+}
+
+void op_statfs(fuse_req_t req, fuse_ino_t) {
+  guard(req, [&] {
+    auto sv = fs_of(req).statfs();
+    if (!sv) return (void)fuse_reply_err(req, sv.error());
+    fuse_reply_statfs(req, &*sv);
+  });
+}
+
+void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
+                 int flags) {
+  guard(req, [&] {
+    reply_status(req, fs_of(req).setxattr(node(req, ino), name, std::string(value, size), flags));
+  });
+}
+
+void reply_xattr_value(fuse_req_t req, const std::string& v, size_t size) {
+  if (size == 0) {
+    fuse_reply_xattr(req, v.size());
+  } else if (v.size() > size) {
+    fuse_reply_err(req, ERANGE);
+  } else {
+    fuse_reply_buf(req, v.data(), v.size());
+  }
+}
+
+void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  guard(req, [&] {
+    auto v = fs_of(req).getxattr(node(req, ino), name);
+    if (!v) return (void)fuse_reply_err(req, v.error());
+    reply_xattr_value(req, *v, size);
+  });
+}
+
+void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  guard(req, [&] {
+    auto names = fs_of(req).listxattr(node(req, ino));
+    if (!names) return (void)fuse_reply_err(req, names.error());
+    std::string joined;
+    for (const std::string& n : *names) joined.append(n).push_back('\0');
+    reply_xattr_value(req, joined, size);
+  });
+}
+
+void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  guard(req, [&] { reply_status(req, fs_of(req).removexattr(node(req, ino), name)); });
+}
+
+void op_access(fuse_req_t req, fuse_ino_t ino, int mask) {
+  guard(req, [&] {
+    auto st = fs_of(req).getattr(node(req, ino));
+    if (!st) return (void)fuse_reply_err(req, st.error());
+    fuse_reply_err(req, (mask & W_OK) && !fs_of(req).stack().has_upper() ? EROFS : 0);
+  });
+}
+
+void op_fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t offset, off_t length, fuse_file_info* fi) {
+  reply_status(req, sys::fallocate(file(fi).fd.get(), mode, offset, length));
+}
+
+void op_lseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, fuse_file_info* fi) {
+  off_t r = ::lseek(file(fi).fd.get(), off, whence);
+  if (r < 0) {
+    fuse_reply_err(req, errno);
+  } else {
+    fuse_reply_lseek(req, r);
+  }
+}
+
+}  // namespace
+
+fuse_lowlevel_ops make_operations() {
+  fuse_lowlevel_ops ops{};
+  ops.init = op_init;
+  ops.lookup = op_lookup;
+  ops.forget = op_forget;
+  ops.forget_multi = op_forget_multi;
+  ops.getattr = op_getattr;
+  ops.setattr = op_setattr;
+  ops.readlink = op_readlink;
+  ops.mknod = op_mknod;
+  ops.mkdir = op_mkdir;
+  ops.symlink = op_symlink;
+  ops.link = op_link;
+  ops.unlink = op_unlink;
+  ops.rmdir = op_rmdir;
+  ops.rename = op_rename;
+  ops.open = op_open;
+  ops.create = op_create;
+  ops.read = op_read;
+  ops.write_buf = op_write_buf;
+  ops.flush = op_flush;
+  ops.release = op_release;
+  ops.fsync = op_fsync;
+  ops.opendir = op_opendir;
+  ops.readdir = op_readdir;
+  ops.readdirplus = op_readdirplus;
+  ops.releasedir = op_releasedir;
+  ops.fsyncdir = op_fsyncdir;
+  ops.statfs = op_statfs;
+  ops.setxattr = op_setxattr;
+  ops.getxattr = op_getxattr;
+  ops.listxattr = op_listxattr;
+  ops.removexattr = op_removexattr;
+  ops.access = op_access;
+  ops.fallocate = op_fallocate;
+  ops.lseek = op_lseek;
+  return ops;
+}
+
+}  // namespace unionfs::fuse
