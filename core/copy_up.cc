@@ -12,18 +12,14 @@
 namespace unionfs {
 namespace {
 
-bool internal_xattr(const std::string& name) {
-  return name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.");
-}
-
 // Copies the xattrs of the object behind `src` (any fd but a symlink's) to `dst` (the same),
 // leaving out our own markers. Only user.* failures count: others (security.*, trusted.*
 // without privilege) may be refused by the upper filesystem, as overlayfs tolerates.
-Status copy_xattrs(int src, int dst) {
+Status copy_xattrs(const WhiteoutFormat& fmt, int src, int dst) {
   auto names = sys::listxattr(src);
   if (!names) return names.error() == ENOTSUP ? kOk : Status(Errno{names.error()});
   for (const std::string& n : *names) {
-    if (internal_xattr(n)) continue;
+    if (fmt.is_internal_xattr(n)) continue;
     auto v = sys::getxattr(src, n.c_str());
     if (!v) continue;
     Status s = sys::setxattr(dst, n.c_str(), *v, 0);
@@ -76,7 +72,7 @@ Status UnionFs::copy_up_object(int upper_parent, const std::string& name, int sr
     };
     int out = tmp->get();
     Status s = sys::copy_data(in.get(), out, st.st_size);
-    if (s) s = copy_xattrs(in.get(), out);
+    if (s) s = copy_xattrs(fmt_, in.get(), out);
     if (s && chown_ok) s = sys::chown_at(out, "", st.st_uid, st.st_gid);
     if (s) s = sys::chmod_fd(out, st.st_mode & 07777);
     if (s) s = set_times(out, st);
@@ -99,7 +95,7 @@ Status UnionFs::copy_up_object(int upper_parent, const std::string& name, int sr
   if (s && !S_ISLNK(st.st_mode)) {
     auto fd = sys::open_at(upper_parent, tmp.c_str(), O_PATH);
     s = fd ? sys::chmod_fd(fd->get(), st.st_mode & 07777) : Status(Errno{fd.error()});
-    if (s && fd) s = copy_xattrs(src_fd, fd->get());
+    if (s && fd) s = copy_xattrs(fmt_, src_fd, fd->get());
   }
   struct timespec ts[2] = {st.st_atim, st.st_mtim};
   if (s) s = sys::utimens_at(upper_parent, tmp.c_str(), ts);
@@ -153,7 +149,7 @@ Result<LayerDir> UnionFs::upper_dir(Inode& dir) {
   Status made;
   {
     auto fd = sys::open_at(pfd, tmp.c_str(), O_RDONLY | O_DIRECTORY);
-    made = fd ? copy_xattrs(src.get(), fd->get()) : Status(Errno{fd.error()});
+    made = fd ? copy_xattrs(fmt_, src.get(), fd->get()) : Status(Errno{fd.error()});
     if (made && opts_.privileged) made = sys::chown_at(fd->get(), "", st.st_uid, st.st_gid);
     if (made) made = sys::chmod_fd(fd->get(), st.st_mode & 07777);
     if (made) made = set_times(fd->get(), st);

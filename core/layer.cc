@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "core/hash.h"
@@ -28,6 +29,17 @@ bool inside(const std::string& child, const std::string& parent) {
 // the directory fds that lookups hold.
 void ensure_fd_budget(size_t layers) {
   struct rlimit rl{};
+  // Every inode the kernel caches holds an fd (as in libfuse's passthrough_hp), so take as
+  // many as the system allows: up to fs.nr_open when privileged, else the hard limit.
+  if (FILE* f = std::fopen("/proc/sys/fs/nr_open", "r")) {
+    unsigned long nr_open = 0;
+    if (std::fscanf(f, "%lu", &nr_open) == 1 && getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+        rl.rlim_max != RLIM_INFINITY && nr_open > rl.rlim_max) {
+      struct rlimit want{nr_open, nr_open};
+      setrlimit(RLIMIT_NOFILE, &want);  // fails without CAP_SYS_RESOURCE: then the hard limit
+    }
+    std::fclose(f);
+  }
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
     rl.rlim_cur = rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);

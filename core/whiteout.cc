@@ -19,7 +19,14 @@ constexpr const char* kWhiteoutXattrs[] = {"trusted.overlay.whiteout", "user.ove
 WhiteoutFormat::WhiteoutFormat(WhiteoutMode mode, bool privileged)
     : read_oci_(mode != WhiteoutMode::kOverlay),
       write_oci_(mode == WhiteoutMode::kOci || (mode == WhiteoutMode::kAuto && !privileged)),
-      privileged_(privileged) {}
+      privileged_(privileged),
+      read_trusted_(mode != WhiteoutMode::kOverlay || privileged),
+      read_user_(mode != WhiteoutMode::kOverlay || !privileged) {}
+
+bool WhiteoutFormat::is_internal_xattr(std::string_view name) const {
+  if (name.starts_with("trusted.overlay.")) return true;
+  return read_user_ && name.starts_with("user.overlay.");
+}
 
 bool WhiteoutFormat::is_reserved_name(std::string_view name) const {
   if (name.starts_with(kTempPrefix)) return true;
@@ -28,6 +35,7 @@ bool WhiteoutFormat::is_reserved_name(std::string_view name) const {
 
 Opacity WhiteoutFormat::dir_opacity(int dir_fd) const {
   for (const char* attr : kOpaqueXattrs) {
+    if (!(attr[0] == 't' ? read_trusted_ : read_user_)) continue;
     auto v = sys::getxattr(dir_fd, attr);
     if (v.ok()) {
       if (*v == "y") return Opacity::kOpaque;
@@ -42,6 +50,7 @@ Opacity WhiteoutFormat::dir_opacity(int dir_fd) const {
 
 bool WhiteoutFormat::is_xattr_whiteout(int dir, const char* name) const {
   for (const char* attr : kWhiteoutXattrs) {
+    if (!(attr[0] == 't' ? read_trusted_ : read_user_)) continue;
     if (sys::lgetxattr_at(dir, name, attr).ok()) return true;
   }
   return false;

@@ -34,6 +34,10 @@ class WhiteoutFormat {
   [[nodiscard]] bool read_oci() const { return read_oci_; }
   [[nodiscard]] bool write_oci() const { return write_oci_; }
   [[nodiscard]] bool privileged() const { return privileged_; }
+  /// Whether an xattr is one of the overlay's own (read as a marker, hidden from users):
+  /// trusted.overlay.* always; user.overlay.* unless the stack is read exactly as a
+  /// privileged kernel mount reads it (whiteout=overlay as root), where it is plain data.
+  [[nodiscard]] bool is_internal_xattr(std::string_view name) const;
   /// The xattr the opaque marker is written to in the kernel format.
   [[nodiscard]] const char* opaque_xattr() const {
     return privileged_ ? "trusted.overlay.opaque" : "user.overlay.opaque";
@@ -64,6 +68,8 @@ class WhiteoutFormat {
   bool read_oci_;
   bool write_oci_;
   bool privileged_;
+  bool read_trusted_;  ///< trusted.overlay.* markers count
+  bool read_user_;     ///< user.overlay.* markers count (the kernel's userxattr)
 };
 
 inline bool is_kernel_whiteout(const struct stat& st) {

@@ -16,7 +16,7 @@ int xattr_fd(const Inode& inode, const Inode::State& s) {
 }  // namespace
 
 bool UnionFs::hidden_xattr(const std::string& name) const {
-  return name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.");
+  return fmt_.is_internal_xattr(name);
 }
 
 Result<std::string> UnionFs::getxattr(Inode& inode, const std::string& name) {
