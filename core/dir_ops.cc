@@ -30,38 +30,47 @@ Status UnionFs::replace_whiteout(int dir, const std::string& tmp, const std::str
   return kOk;
 }
 
+// Makes a new object with `make` at `name` in the upper directory `up` and publishes it over
+// whatever whiteout the upper holds there: a kernel whiteout is replaced in one rename (the
+// object is built under a temporary name first); an OCI ".wh.NAME" is removed once the object
+// exists. A directory made over a whiteout is opaque, so lower children never come back.
+Status UnionFs::publish_new(int up, const std::string& name, bool over_whiteout, bool is_dir,
+                            const Caller* who, const Maker& make) {
+  const bool kernel_wh = over_whiteout && sys::stat_at(up, name.c_str()).ok();
+  const std::string at = kernel_wh ? temp_name() : name;
+  UNIONFS_ASSIGN_OR_RETURN(struct stat pst, sys::fstat(up));
+  UNIONFS_TRY(make(up, at.c_str()));
+  Status s;
+  if (who) s = own(up, at.c_str(), *who, pst);
+  if (s && is_dir && over_whiteout) {
+    auto fd = sys::open_at(up, at.c_str(), O_RDONLY | O_DIRECTORY);
+    s = fd ? fmt_.set_opaque(fd->get()) : Status(Errno{fd.error()});
+  }
+  if (s && kernel_wh) s = replace_whiteout(up, at, name, is_dir);
+  if (!s) {
+    if (is_dir) (void)clear_markers_at(up, at);
+    (void)sys::unlink_at(up, at.c_str(), is_dir ? AT_REMOVEDIR : 0);
+    return s;
+  }
+  if (over_whiteout && !kernel_wh) {
+    std::string wh = std::string(kOciWhiteoutPrefix) + name;
+    (void)sys::unlink_at(up, wh.c_str());
+  }
+  return kOk;
+}
+
+Status UnionFs::clear_markers_at(int up, const std::string& name) {
+  auto fd = sys::open_at(up, name.c_str(), O_RDONLY | O_DIRECTORY);
+  return fd ? clear_markers(fd->get()) : Status(Errno{fd.error()});
+}
+
 Result<Entry> UnionFs::mkdir(Inode& parent, std::string_view name, mode_t mode, const Caller& who) {
   UNIONFS_TRY(check_new_name(name));
   UNIONFS_ASSIGN_OR_RETURN(Found f, find(parent, name));
   if (f.exists) return Errno{EEXIST};
   UNIONFS_ASSIGN_OR_RETURN(LayerDir up, upper_dir(parent));
-  UNIONFS_ASSIGN_OR_RETURN(struct stat pst, sys::fstat(up.get()));
-  const std::string n(name);
-  if (!f.upper_whiteout) {
-    UNIONFS_TRY(sys::mkdir_at(up.get(), n.c_str(), mode));
-    (void)own(up.get(), n.c_str(), who, pst);
-    return lookup(parent, name);
-  }
-  // Over a whiteout: the new directory must hide whatever the lower layers hold.
-  if (fmt_.write_oci()) {
-    UNIONFS_TRY(sys::mkdir_at(up.get(), n.c_str(), mode));
-    (void)own(up.get(), n.c_str(), who, pst);
-    auto fd = sys::open_at(up.get(), n.c_str(), O_RDONLY | O_DIRECTORY);
-    if (fd) UNIONFS_TRY(fmt_.set_opaque(fd->get()));
-    return lookup(parent, name);
-  }
-  std::string tmp = temp_name();
-  UNIONFS_TRY(sys::mkdir_at(up.get(), tmp.c_str(), mode));
-  Status s = own(up.get(), tmp.c_str(), who, pst);
-  if (s) {
-    auto fd = sys::open_at(up.get(), tmp.c_str(), O_RDONLY | O_DIRECTORY);
-    s = fd ? fmt_.set_opaque(fd->get()) : Status(Errno{fd.error()});
-  }
-  if (s) s = replace_whiteout(up.get(), tmp, n, true);
-  if (!s) {
-    (void)sys::unlink_at(up.get(), tmp.c_str(), AT_REMOVEDIR);
-    return Errno{s.error()};
-  }
+  UNIONFS_TRY(publish_new(up.get(), std::string(name), f.upper_whiteout, true, &who,
+                          [&](int d, const char* n) { return sys::mkdir_at(d, n, mode); }));
   return lookup(parent, name);
 }
 
@@ -80,45 +89,27 @@ Result<UnionFs::Created> UnionFs::create(Inode& parent, std::string_view name, m
     return Created{e, std::move(*fd)};
   }
   UNIONFS_ASSIGN_OR_RETURN(LayerDir up, upper_dir(parent));
-  UNIONFS_ASSIGN_OR_RETURN(struct stat pst, sys::fstat(up.get()));
-  const std::string n(name);
   const int oflags = (flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY)) | O_CREAT | O_EXCL;
   UniqueFd fd;
-  if (f.upper_whiteout && !fmt_.write_oci()) {
-    std::string tmp = temp_name();
-    UNIONFS_ASSIGN_OR_RETURN(fd, sys::open_at(up.get(), tmp.c_str(), oflags, mode));
-    Status s = own(up.get(), tmp.c_str(), who, pst);
-    if (s) s = replace_whiteout(up.get(), tmp, n, false);
-    if (!s) {
-      (void)sys::unlink_at(up.get(), tmp.c_str());
-      return Errno{s.error()};
-    }
-  } else {
-    UNIONFS_ASSIGN_OR_RETURN(fd, sys::open_at(up.get(), n.c_str(), oflags, mode));
-    (void)own(up.get(), n.c_str(), who, pst);
-  }
+  UNIONFS_TRY(publish_new(up.get(), std::string(name), f.upper_whiteout, false, &who,
+                          [&](int d, const char* n) -> Status {
+                            auto r = sys::open_at(d, n, oflags, mode);
+                            if (!r) return Errno{r.error()};
+                            fd = std::move(*r);
+                            return kOk;
+                          }));
   UNIONFS_ASSIGN_OR_RETURN(Entry e, lookup(parent, name));
   return Created{e, std::move(fd)};
 }
 
-// mknod and symlink: made under a temporary name when they must replace a whiteout.
 Result<Entry> UnionFs::mknod(Inode& parent, std::string_view name, mode_t mode, dev_t rdev,
                              const Caller& who) {
   UNIONFS_TRY(check_new_name(name));
   UNIONFS_ASSIGN_OR_RETURN(Found f, find(parent, name));
   if (f.exists) return Errno{EEXIST};
   UNIONFS_ASSIGN_OR_RETURN(LayerDir up, upper_dir(parent));
-  UNIONFS_ASSIGN_OR_RETURN(struct stat pst, sys::fstat(up.get()));
-  const std::string n(name);
-  const bool over = f.upper_whiteout && !fmt_.write_oci();
-  const std::string at = over ? temp_name() : n;
-  UNIONFS_TRY(sys::mknod_at(up.get(), at.c_str(), mode, rdev));
-  Status s = own(up.get(), at.c_str(), who, pst);
-  if (s && over) s = replace_whiteout(up.get(), at, n, false);
-  if (!s) {
-    (void)sys::unlink_at(up.get(), at.c_str());
-    return Errno{s.error()};
-  }
+  UNIONFS_TRY(publish_new(up.get(), std::string(name), f.upper_whiteout, false, &who,
+                          [&](int d, const char* n) { return sys::mknod_at(d, n, mode, rdev); }));
   return lookup(parent, name);
 }
 
@@ -128,17 +119,8 @@ Result<Entry> UnionFs::symlink(const std::string& target, Inode& parent, std::st
   UNIONFS_ASSIGN_OR_RETURN(Found f, find(parent, name));
   if (f.exists) return Errno{EEXIST};
   UNIONFS_ASSIGN_OR_RETURN(LayerDir up, upper_dir(parent));
-  UNIONFS_ASSIGN_OR_RETURN(struct stat pst, sys::fstat(up.get()));
-  const std::string n(name);
-  const bool over = f.upper_whiteout && !fmt_.write_oci();
-  const std::string at = over ? temp_name() : n;
-  UNIONFS_TRY(sys::symlink_at(target.c_str(), up.get(), at.c_str()));
-  Status s = own(up.get(), at.c_str(), who, pst);
-  if (s && over) s = replace_whiteout(up.get(), at, n, false);
-  if (!s) {
-    (void)sys::unlink_at(up.get(), at.c_str());
-    return Errno{s.error()};
-  }
+  UNIONFS_TRY(publish_new(up.get(), std::string(name), f.upper_whiteout, false, &who,
+                          [&](int d, const char* n) { return sys::symlink_at(target.c_str(), d, n); }));
   return lookup(parent, name);
 }
 
@@ -149,19 +131,9 @@ Result<Entry> UnionFs::link(Inode& inode, Inode& parent, std::string_view name) 
   if (f.exists) return Errno{EEXIST};
   UNIONFS_TRY(copy_up(inode));
   UNIONFS_ASSIGN_OR_RETURN(LayerDir up, upper_dir(parent));
-  Inode::State s = inode.state();
-  const std::string n(name);
-  if (f.upper_whiteout && !fmt_.write_oci()) {
-    std::string tmp = temp_name();
-    UNIONFS_TRY(sys::link_fd(s.fd->get(), up.get(), tmp.c_str()));
-    Status r = replace_whiteout(up.get(), tmp, n, false);
-    if (!r) {
-      (void)sys::unlink_at(up.get(), tmp.c_str());
-      return Errno{r.error()};
-    }
-  } else {
-    UNIONFS_TRY(sys::link_fd(s.fd->get(), up.get(), n.c_str()));
-  }
+  const SharedFd src = inode.state().fd;
+  UNIONFS_TRY(publish_new(up.get(), std::string(name), f.upper_whiteout, false, nullptr,
+                          [&](int d, const char* n) { return sys::link_fd(src->get(), d, n); }));
   return lookup(parent, name);
 }
 

@@ -98,6 +98,11 @@ Status UnionFs::rename(Inode& p1, std::string_view n1, Inode& p2, std::string_vi
       }
       UNIONFS_TRY(s);
       if (need_wh) UNIONFS_TRY(fmt_.make_whiteout(up1.get(), a));
+      if (dst.upper_whiteout && fmt_.read_oci()) {
+        // An OCI whiteout for the target name is moot now that the name exists again.
+        std::string wh = std::string(kOciWhiteoutPrefix) + b;
+        (void)sys::unlink_at(up2.get(), wh.c_str());
+      }
     }
     if (src_dir && !src.top_opaque && parts2.size() > 1) {
       UNIONFS_TRY(fmt_.set_opaque(src.parts[0].get()));

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -135,6 +136,10 @@ class UnionFs {
   void forget_origin(const struct stat& upper_st);
 
   // dir_ops.cc
+  using Maker = std::function<Status(int dir, const char* name)>;
+  Status publish_new(int up, const std::string& name, bool over_whiteout, bool is_dir,
+                     const Caller* who, const Maker& make);
+  Status clear_markers_at(int up, const std::string& name);
   Status own(int dir, const char* name, const Caller& who, const struct stat& parent_st);
   Status replace_whiteout(int dir, const std::string& tmp, const std::string& name,
                           bool is_dir);
