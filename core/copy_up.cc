@@ -55,7 +55,7 @@ void UnionFs::forget_origin(const struct stat& upper_st) {
 }
 
 Status UnionFs::copy_up_object(int upper_parent, const std::string& name, int src_fd,
-                               const struct stat& st) {
+                               const struct stat& st, bool with_data) {
   const bool chown_ok = opts_.privileged;
   if (S_ISREG(st.st_mode)) {
     UNIONFS_ASSIGN_OR_RETURN(UniqueFd in, sys::reopen(src_fd, O_RDONLY));
@@ -71,7 +71,7 @@ Status UnionFs::copy_up_object(int upper_parent, const std::string& name, int sr
       return s;
     };
     int out = tmp->get();
-    Status s = sys::copy_data(in.get(), out, st.st_size);
+    Status s = with_data ? sys::copy_data(in.get(), out, st.st_size) : kOk;
     if (s) s = copy_xattrs(fmt_, in.get(), out);
     if (s && chown_ok) s = sys::chown_at(out, "", st.st_uid, st.st_gid);
     if (s) s = sys::chmod_fd(out, st.st_mode & 07777);
@@ -104,7 +104,7 @@ Status UnionFs::copy_up_object(int upper_parent, const std::string& name, int sr
   return s;
 }
 
-Status UnionFs::copy_up(Inode& inode) {
+Status UnionFs::copy_up(Inode& inode, bool with_data) {
   if (!stack_.has_upper()) return Errno{EROFS};
   if (inode.is_dir) {
     auto d = upper_dir(inode);
@@ -117,7 +117,7 @@ Status UnionFs::copy_up(Inode& inode) {
   UNIONFS_ASSIGN_OR_RETURN(LayerDir up, upper_dir(*s.parent));
   UNIONFS_ASSIGN_OR_RETURN(struct stat st, sys::fstat(s.fd->get()));
   auto parent_before = sys::fstat(up.get());
-  Status made = copy_up_object(up.get(), s.name, s.fd->get(), st);
+  Status made = copy_up_object(up.get(), s.name, s.fd->get(), st, with_data);
   if (!made && made.error() != EEXIST) return made;  // EEXIST: lost a race, which is success
   restore_times(up.get(), parent_before);
   UNIONFS_ASSIGN_OR_RETURN(UniqueFd fd, sys::open_at(up.get(), s.name.c_str(), O_PATH));

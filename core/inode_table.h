@@ -80,8 +80,13 @@ class InodeTable {
   /// Finds the inode for `key` or inserts the one `make()` returns, and counts one lookup.
   /// `fresh` (the state just looked up) replaces the stored state, so that it follows
   /// changes made through other names. Takes mu_, then the inode's mu.
+  ///
+  /// `upper_layer` tells which layer is the upper: a lower name found for a key whose inode
+  /// already has an upper copy is another name of a lower hard link that the copy-up broke
+  /// (overlayfs without index=on does the same); it gets an inode of its own, kept outside
+  /// the map, so that it can never take over the copied-up inode.
   std::shared_ptr<Inode> acquire(const InodeKey& key, Inode::State fresh, uint64_t st_ino,
-                                 bool is_dir);
+                                 bool is_dir, size_t upper_layer);
   /// The live inode for `key`, if the kernel holds one; the lookup count is not changed.
   std::shared_ptr<Inode> find(const InodeKey& key) const;
   /// Drops n lookups; erases the inode at zero unless it is the root.
@@ -91,8 +96,9 @@ class InodeTable {
  private:
   mutable std::mutex mu_;
   std::unordered_map<InodeKey, std::shared_ptr<Inode>, InodeKeyHash> map_;
-  // Inodes the kernel still holds whose key was taken over by a newer inode (the object
-  // behind the key changed type): kept alive until their last forget.
+  // Inodes the kernel still holds that are not in map_: those whose key was taken over by a
+  // newer inode (the object behind the key changed type), and the broken lower hard links
+  // described at acquire(). Kept alive until their last forget.
   std::unordered_map<Inode*, std::shared_ptr<Inode>> orphans_;
   std::shared_ptr<Inode> root_;
 };

@@ -58,7 +58,8 @@ Result<Entry> UnionFs::lookup(Inode& parent, std::string_view name) {
   s.parts = std::move(f.parts);
   bool is_dir = f.is_dir();
   uint64_t ino = stack_.st_ino(key.dev, key.ino);
-  std::shared_ptr<Inode> inode = table_.acquire(key, s, ino, is_dir);
+  std::shared_ptr<Inode> inode = table_.acquire(key, s, ino, is_dir,
+                                                  stack_.has_upper() ? stack_.upper_index() : SIZE_MAX);
   Entry e;
   e.inode = inode.get();
   auto st = stat_of(s, *inode);
@@ -93,7 +94,7 @@ Result<std::string> UnionFs::readlink(Inode& inode) {
 }
 
 Result<struct stat> UnionFs::setattr(Inode& inode, const SetAttr& a, int fd) {
-  UNIONFS_TRY(copy_up(inode));
+  UNIONFS_TRY(copy_up(inode, !(a.set_size && a.size == 0)));
   Inode::State s = inode.state();
   int path_fd = inode.is_dir ? s.parts.front().get() : s.fd->get();
   UNIONFS_ASSIGN_OR_RETURN(struct stat cur, sys::fstat(path_fd));
@@ -132,7 +133,8 @@ Result<struct stat> UnionFs::setattr(Inode& inode, const SetAttr& a, int fd) {
 Result<UniqueFd> UnionFs::open(Inode& inode, int flags) {
   if (inode.is_dir) return Errno{EISDIR};
   const bool writes = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
-  if (writes) UNIONFS_TRY(copy_up(inode));
+  // O_TRUNC empties the file anyway: copying its data up first would be wasted work.
+  if (writes) UNIONFS_TRY(copy_up(inode, !(flags & O_TRUNC)));
   Inode::State s = inode.state();
   if (!s.fd) return Errno{ESTALE};
   return sys::reopen(s.fd->get(), flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW));

@@ -116,7 +116,8 @@ class UnionFs {
 
   // --- copy_up.cc ---
   /// Makes sure the inode has its own upper instance (parents first). EROFS without upper.
-  Status copy_up(Inode& inode);
+  /// Without `with_data` a regular file is copied up empty (it is about to be truncated).
+  Status copy_up(Inode& inode, bool with_data = true);
 
  private:
   friend class UnionFsTestPeer;
@@ -131,7 +132,7 @@ class UnionFs {
   // copy_up.cc
   Result<LayerDir> upper_dir(Inode& dir);
   Status copy_up_object(int upper_parent, const std::string& name, int src_fd,
-                        const struct stat& st);
+                        const struct stat& st, bool with_data = true);
   void remember_origin(int upper_parent, const std::string& name, InodeKey origin);
   void forget_origin(const struct stat& upper_st);
 

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -206,7 +207,9 @@ int run(int argc, char** argv) {
   fuse_session_unmount(se);
   fuse_remove_signal_handlers(se);
   fuse_session_destroy(se);
-  return rc == 0 ? 0 : 1;
+  // libfuse reports the signal that ended the loop; an unmount on SIGINT/SIGTERM/SIGHUP is a
+  // clean exit.
+  return (rc == 0 || rc == SIGINT || rc == SIGTERM || rc == SIGHUP) ? 0 : 1;
 }
 
 }  // namespace
