@@ -121,7 +121,10 @@ Status UnionFs::copy_up(Inode& inode, bool with_data) {
   if (!made && made.error() != EEXIST) return made;  // EEXIST: lost a race, which is success
   restore_times(up.get(), parent_before);
   UNIONFS_ASSIGN_OR_RETURN(UniqueFd fd, sys::open_at(up.get(), s.name.c_str(), O_PATH));
-  remember_origin(up.get(), s.name, inode.key);
+  // A lower file with several names may be copied up once per name (the hard link breaks,
+  // as in overlayfs without index=on), so its copies cannot all claim the lower identity:
+  // like ovl_getattr, they report their own upper inode numbers.
+  if (st.st_nlink <= 1) remember_origin(up.get(), s.name, inode.key);
   s.fd = std::make_shared<const UniqueFd>(std::move(fd));
   s.layer = up.layer;
   inode.set_state(std::move(s));

@@ -105,6 +105,8 @@ Result<UnionFs::Created> UnionFs::create(Inode& parent, std::string_view name, m
 Result<Entry> UnionFs::mknod(Inode& parent, std::string_view name, mode_t mode, dev_t rdev,
                              const Caller& who) {
   UNIONFS_TRY(check_new_name(name));
+  // A char device 0/0 would read back as a whiteout; overlayfs refuses it the same way.
+  if (S_ISCHR(mode) && rdev == 0) return Errno{EPERM};
   UNIONFS_ASSIGN_OR_RETURN(Found f, find(parent, name));
   if (f.exists) return Errno{EEXIST};
   UNIONFS_ASSIGN_OR_RETURN(LayerDir up, upper_dir(parent));

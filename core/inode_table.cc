@@ -14,18 +14,11 @@ void InodeTable::set_root(std::shared_ptr<Inode> root) {
 }
 
 std::shared_ptr<Inode> InodeTable::acquire(const InodeKey& key, Inode::State fresh,
-                                           uint64_t st_ino, bool is_dir, size_t upper_layer) {
+                                           uint64_t st_ino, bool is_dir) {
   std::lock_guard lock(mu_);
   auto it = map_.find(key);
   if (it != map_.end() && it->second->is_dir == is_dir) {
     std::shared_ptr<Inode> inode = it->second;
-    if (!is_dir && fresh.layer != upper_layer && inode->state().layer == upper_layer) {
-      auto alias = std::make_shared<Inode>(key, st_ino, false);
-      alias->set_state(std::move(fresh));
-      alias->nlookup = 1;
-      orphans_[alias.get()] = alias;
-      return alias;
-    }
     if (inode.get() != root_.get()) inode->set_state(std::move(fresh));
     inode->nlookup.fetch_add(1);
     return inode;

@@ -22,12 +22,15 @@ namespace unionfs {
 struct InodeKey {
   dev_t dev = 0;
   ino_t ino = 0;
+  /// Non-zero for one name of a lower file with several hard links: each name is an inode of
+  /// its own, because copy-up breaks the link (overlayfs without index=on does the same).
+  uint64_t name = 0;
   bool operator==(const InodeKey&) const = default;
 };
 
 struct InodeKeyHash {
   size_t operator()(const InodeKey& k) const {
-    uint64_t v[2] = {static_cast<uint64_t>(k.dev), static_cast<uint64_t>(k.ino)};
+    uint64_t v[3] = {static_cast<uint64_t>(k.dev), static_cast<uint64_t>(k.ino), k.name};
     return static_cast<size_t>(hash_bytes(v, sizeof(v)));
   }
 };
@@ -80,13 +83,8 @@ class InodeTable {
   /// Finds the inode for `key` or inserts the one `make()` returns, and counts one lookup.
   /// `fresh` (the state just looked up) replaces the stored state, so that it follows
   /// changes made through other names. Takes mu_, then the inode's mu.
-  ///
-  /// `upper_layer` tells which layer is the upper: a lower name found for a key whose inode
-  /// already has an upper copy is another name of a lower hard link that the copy-up broke
-  /// (overlayfs without index=on does the same); it gets an inode of its own, kept outside
-  /// the map, so that it can never take over the copied-up inode.
   std::shared_ptr<Inode> acquire(const InodeKey& key, Inode::State fresh, uint64_t st_ino,
-                                 bool is_dir, size_t upper_layer);
+                                 bool is_dir);
   /// The live inode for `key`, if the kernel holds one; the lookup count is not changed.
   std::shared_ptr<Inode> find(const InodeKey& key) const;
   /// Drops n lookups; erases the inode at zero unless it is the root.
@@ -96,9 +94,8 @@ class InodeTable {
  private:
   mutable std::mutex mu_;
   std::unordered_map<InodeKey, std::shared_ptr<Inode>, InodeKeyHash> map_;
-  // Inodes the kernel still holds that are not in map_: those whose key was taken over by a
-  // newer inode (the object behind the key changed type), and the broken lower hard links
-  // described at acquire(). Kept alive until their last forget.
+  // Inodes the kernel still holds whose key was taken over by a newer inode (the object
+  // behind the key changed type): kept alive until their last forget.
   std::unordered_map<Inode*, std::shared_ptr<Inode>> orphans_;
   std::shared_ptr<Inode> root_;
 };

@@ -29,7 +29,7 @@ Status UnionFs::copy_up_found(Inode& parent, std::string_view name, const Found&
   UNIONFS_ASSIGN_OR_RETURN(struct stat st, sys::fstat(f.fd->get()));
   const std::string n(name);
   UNIONFS_TRY(copy_up_object(up.get(), n, f.fd->get(), st));
-  remember_origin(up.get(), n, key_of(f));
+  if (st.st_nlink <= 1) remember_origin(up.get(), n, key_of(f));
   return kOk;
 }
 

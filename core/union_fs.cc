@@ -32,7 +32,7 @@ Result<DirParts> UnionFs::dir_parts(Inode& dir) const {
 InodeKey UnionFs::key_of(const Found& f) const {
   InodeKey key{f.origin_dev, f.origin_ino};
   if (!f.is_dir() && stack_.is_upper(f.layer)) {
-    std::lock_guard lock(const_cast<std::mutex&>(origin_mu_));
+    std::lock_guard lock(origin_mu_);
     auto it = origins_.find(key);
     if (it != origins_.end()) return it->second;
   }
@@ -50,6 +50,10 @@ Result<Entry> UnionFs::lookup(Inode& parent, std::string_view name) {
   UNIONFS_ASSIGN_OR_RETURN(Found f, find(parent, name));
   if (!f.exists) return Errno{ENOENT};
   InodeKey key = key_of(f);
+  if (!f.is_dir() && !stack_.is_upper(f.layer) && f.st.st_nlink > 1) {
+    uint64_t parent_and_name[2] = {reinterpret_cast<uintptr_t>(&parent), hash_name(name)};
+    key.name = hash_bytes(parent_and_name, sizeof(parent_and_name)) | 1;
+  }
   Inode::State s;
   s.parent = parent.shared_from_this();
   s.name = std::string(name);
@@ -58,8 +62,7 @@ Result<Entry> UnionFs::lookup(Inode& parent, std::string_view name) {
   s.parts = std::move(f.parts);
   bool is_dir = f.is_dir();
   uint64_t ino = stack_.st_ino(key.dev, key.ino);
-  std::shared_ptr<Inode> inode = table_.acquire(key, s, ino, is_dir,
-                                                  stack_.has_upper() ? stack_.upper_index() : SIZE_MAX);
+  std::shared_ptr<Inode> inode = table_.acquire(key, s, ino, is_dir);
   Entry e;
   e.inode = inode.get();
   auto st = stat_of(s, *inode);
@@ -79,7 +82,17 @@ Result<struct stat> UnionFs::stat_of(const Inode::State& s, const Inode& inode) 
   int fd = inode.is_dir ? (s.parts.empty() ? -1 : s.parts.front().get()) : (s.fd ? s.fd->get() : -1);
   if (fd < 0) return Errno{ESTALE};
   UNIONFS_ASSIGN_OR_RETURN(struct stat st, sys::fstat(fd));
-  st.st_ino = inode.st_ino;
+  if (!inode.is_dir && stack_.is_upper(s.layer)) {
+    // The identity of an upper file: the object it was copied from, else its own.
+    InodeKey key{st.st_dev, st.st_ino};
+    {
+      std::lock_guard lock(origin_mu_);
+      if (auto it = origins_.find(key); it != origins_.end()) key = it->second;
+    }
+    st.st_ino = stack_.st_ino(key.dev, key.ino);
+  } else {
+    st.st_ino = inode.st_ino;
+  }
   // Like overlayfs: counting subdirectories across layers is not worth it; 1 pacifies find.
   if (inode.is_dir && s.parts.size() > 1) st.st_nlink = 1;
   return st;

@@ -161,7 +161,7 @@ class UnionFs {
   InodeTable table_;
   // Upper objects made by copy-up, mapped to the identity of the object they copy, so that
   // st_ino and the nodeid survive copy-up for the life of the mount.
-  std::mutex origin_mu_;
+  mutable std::mutex origin_mu_;
   std::unordered_map<InodeKey, InodeKey, InodeKeyHash> origins_;
 };
 

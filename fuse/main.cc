@@ -166,7 +166,9 @@ int run(int argc, char** argv) {
 
   std::vector<std::string> args = {"unionfs-cpp"};
   std::string o = "fsname=unionfs-cpp,subtype=unionfs-cpp,default_permissions";
-  if (root) o += ",allow_other";
+  // As root the mount serves every user and, like overlayfs, honours device nodes and
+  // set-user-ID bits; the kernel checks permissions against the attributes we report.
+  if (root) o += ",allow_other,dev,suid";
   for (const std::string& opt : cli.fuse_opts) o += "," + opt;
   args.push_back("-o");
   args.push_back(o);
