@@ -41,11 +41,12 @@ void restore_times(int dir, const Result<struct stat>& before) {
 
 }  // namespace
 
-void UnionFs::remember_origin(int upper_parent, const std::string& name, InodeKey origin) {
+void UnionFs::remember_origin(int upper_parent, const std::string& name, InodeKey origin,
+                              bool own_ino) {
   auto st = sys::stat_at(upper_parent, name.c_str());
   if (!st) return;
   std::lock_guard lock(origin_mu_);
-  origins_[InodeKey{st->st_dev, st->st_ino}] = origin;
+  origins_[InodeKey{st->st_dev, st->st_ino}] = Origin{origin, own_ino};
 }
 
 void UnionFs::forget_origin(const struct stat& upper_st) {
@@ -122,9 +123,9 @@ Status UnionFs::copy_up(Inode& inode, bool with_data) {
   restore_times(up.get(), parent_before);
   UNIONFS_ASSIGN_OR_RETURN(UniqueFd fd, sys::open_at(up.get(), s.name.c_str(), O_PATH));
   // A lower file with several names may be copied up once per name (the hard link breaks,
-  // as in overlayfs without index=on), so its copies cannot all claim the lower identity:
+  // as in overlayfs without index=on), so its copies cannot all claim the lower st_ino:
   // like ovl_getattr, they report their own upper inode numbers.
-  if (st.st_nlink <= 1) remember_origin(up.get(), s.name, inode.key);
+  remember_origin(up.get(), s.name, inode.key, st.st_nlink > 1);
   s.fd = std::make_shared<const UniqueFd>(std::move(fd));
   s.layer = up.layer;
   inode.set_state(std::move(s));

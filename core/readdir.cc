@@ -56,13 +56,10 @@ Result<std::vector<DirEntry>> UnionFs::list(Inode& dir) {
         seen.emplace(e.name, Seen{SIZE_MAX, false});
         continue;
       }
-      InodeKey key{dev, e.ino};
-      if (upper && type != DT_DIR) {
-        std::lock_guard lock(origin_mu_);
-        if (auto o = origins_.find(key); o != origins_.end()) key = o->second;
-      }
+      uint64_t ino = stack_.st_ino(dev, e.ino);
+      if (upper && type != DT_DIR) (void)upper_key(dev, e.ino, &ino);
       seen.emplace(e.name, Seen{out.size(), type == DT_DIR});
-      out.push_back({std::move(e.name), stack_.st_ino(key.dev, key.ino), type});
+      out.push_back({std::move(e.name), ino, type});
     }
     // An OCI whiteout hides the name in the layers below, not a sibling in its own layer.
     for (std::string& n : oci_whiteouts) seen.emplace(std::move(n), Seen{SIZE_MAX, false});

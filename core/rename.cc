@@ -21,7 +21,8 @@ bool pure_upper_dir(const LayerStack& stack, const Found& f) {
 // holds one reached by that very name, so that the inode follows the copy.
 Status UnionFs::copy_up_found(Inode& parent, std::string_view name, const Found& f) {
   if (f.is_dir() || stack_.is_upper(f.layer)) return kOk;
-  if (auto inode = table_.find(key_of(f)); inode && !inode->is_dir) {
+  const InodeKey key = key_of(parent, name, f);
+  if (auto inode = table_.find(key); inode && !inode->is_dir) {
     Inode::State s = inode->state();
     if (s.parent.get() == &parent && s.name == name) return copy_up(*inode);
   }
@@ -29,7 +30,7 @@ Status UnionFs::copy_up_found(Inode& parent, std::string_view name, const Found&
   UNIONFS_ASSIGN_OR_RETURN(struct stat st, sys::fstat(f.fd->get()));
   const std::string n(name);
   UNIONFS_TRY(copy_up_object(up.get(), n, f.fd->get(), st));
-  if (st.st_nlink <= 1) remember_origin(up.get(), n, key_of(f));
+  remember_origin(up.get(), n, key, st.st_nlink > 1);
   return kOk;
 }
 
@@ -48,7 +49,8 @@ Status UnionFs::rename(Inode& p1, std::string_view n1, Inode& p2, std::string_vi
   if (exchange && !dst.exists) return Errno{ENOENT};
   if ((flags & RENAME_NOREPLACE) && dst.exists) return Errno{EEXIST};
   if (&p1 == &p2 && n1 == n2) return kOk;
-  if (dst.exists && !src.is_dir() && !dst.is_dir() && key_of(src) == key_of(dst)) {
+  if (dst.exists && !src.is_dir() && !dst.is_dir() && src.origin_dev == dst.origin_dev &&
+      src.origin_ino == dst.origin_ino && src.layer == dst.layer) {
     return kOk;  // two names of one file: POSIX says do nothing
   }
   const bool src_dir = src.is_dir(), dst_dir = dst.is_dir();
@@ -71,8 +73,8 @@ Status UnionFs::rename(Inode& p1, std::string_view n1, Inode& p2, std::string_vi
   UNIONFS_ASSIGN_OR_RETURN(DirParts parts2, dir_parts(p2));
   UNIONFS_ASSIGN_OR_RETURN(bool src_below, lower_positive(stack_, fmt_, parts1, n1));
   const std::string a(n1), b(n2);
-  const InodeKey src_key = key_of(src);
-  const InodeKey dst_key = key_of(dst);
+  const InodeKey src_key = key_of(p1, n1, src);
+  const InodeKey dst_key = key_of(p2, n2, dst);
 
   if (exchange) {
     UNIONFS_TRY(sys::rename_at(up1.get(), a.c_str(), up2.get(), b.c_str(), RENAME_EXCHANGE));

@@ -29,12 +29,26 @@ Result<DirParts> UnionFs::dir_parts(Inode& dir) const {
   return dir.state().parts;
 }
 
-InodeKey UnionFs::key_of(const Found& f) const {
+InodeKey UnionFs::upper_key(dev_t dev, ino_t ino, uint64_t* st_ino) const {
+  InodeKey key{dev, ino};
+  *st_ino = stack_.st_ino(dev, ino);
+  std::lock_guard lock(origin_mu_);
+  auto it = origins_.find(key);
+  if (it == origins_.end()) return key;
+  if (!it->second.own_ino) *st_ino = stack_.st_ino(it->second.key.dev, it->second.key.ino);
+  return it->second.key;
+}
+
+InodeKey UnionFs::key_of(Inode& parent, std::string_view name, const Found& f) const {
   InodeKey key{f.origin_dev, f.origin_ino};
-  if (!f.is_dir() && stack_.is_upper(f.layer)) {
-    std::lock_guard lock(origin_mu_);
-    auto it = origins_.find(key);
-    if (it != origins_.end()) return it->second;
+  if (f.is_dir()) return key;
+  if (stack_.is_upper(f.layer)) {
+    uint64_t ignored;
+    return upper_key(f.origin_dev, f.origin_ino, &ignored);
+  }
+  if (f.st.st_nlink > 1) {
+    uint64_t parent_and_name[2] = {reinterpret_cast<uintptr_t>(&parent), hash_name(name)};
+    key.name = hash_bytes(parent_and_name, sizeof(parent_and_name)) | 1;
   }
   return key;
 }
@@ -49,11 +63,7 @@ Result<Found> UnionFs::find(Inode& parent, std::string_view name) {
 Result<Entry> UnionFs::lookup(Inode& parent, std::string_view name) {
   UNIONFS_ASSIGN_OR_RETURN(Found f, find(parent, name));
   if (!f.exists) return Errno{ENOENT};
-  InodeKey key = key_of(f);
-  if (!f.is_dir() && !stack_.is_upper(f.layer) && f.st.st_nlink > 1) {
-    uint64_t parent_and_name[2] = {reinterpret_cast<uintptr_t>(&parent), hash_name(name)};
-    key.name = hash_bytes(parent_and_name, sizeof(parent_and_name)) | 1;
-  }
+  InodeKey key = key_of(parent, name, f);
   Inode::State s;
   s.parent = parent.shared_from_this();
   s.name = std::string(name);
@@ -83,13 +93,7 @@ Result<struct stat> UnionFs::stat_of(const Inode::State& s, const Inode& inode) 
   if (fd < 0) return Errno{ESTALE};
   UNIONFS_ASSIGN_OR_RETURN(struct stat st, sys::fstat(fd));
   if (!inode.is_dir && stack_.is_upper(s.layer)) {
-    // The identity of an upper file: the object it was copied from, else its own.
-    InodeKey key{st.st_dev, st.st_ino};
-    {
-      std::lock_guard lock(origin_mu_);
-      if (auto it = origins_.find(key); it != origins_.end()) key = it->second;
-    }
-    st.st_ino = stack_.st_ino(key.dev, key.ino);
+    (void)upper_key(st.st_dev, st.st_ino, &st.st_ino);
   } else {
     st.st_ino = inode.st_ino;
   }

@@ -124,7 +124,11 @@ class UnionFs {
 
   // union_fs.cc
   Result<DirParts> dir_parts(Inode& dir) const;  ///< ENOTDIR for a non-directory
-  InodeKey key_of(const Found& f) const;
+  /// The identity of what `f` found as parent/name: the inode key (the origin of a copied-up
+  /// file; one key per name for a lower file with several links) and the st_ino to report.
+  InodeKey key_of(Inode& parent, std::string_view name, const Found& f) const;
+  /// The identity of an upper non-directory object with this (dev, ino).
+  InodeKey upper_key(dev_t dev, ino_t ino, uint64_t* st_ino) const;
   Result<Entry> entry_for(Inode& parent, std::string_view name);  ///< lookup after a change
   Result<struct stat> stat_of(const Inode::State& s, const Inode& inode) const;
   Status check_new_name(std::string_view name) const;
@@ -133,7 +137,8 @@ class UnionFs {
   Result<LayerDir> upper_dir(Inode& dir);
   Status copy_up_object(int upper_parent, const std::string& name, int src_fd,
                         const struct stat& st, bool with_data = true);
-  void remember_origin(int upper_parent, const std::string& name, InodeKey origin);
+  void remember_origin(int upper_parent, const std::string& name, InodeKey origin,
+                       bool own_ino);
   void forget_origin(const struct stat& upper_st);
 
   // dir_ops.cc
@@ -162,7 +167,11 @@ class UnionFs {
   // Upper objects made by copy-up, mapped to the identity of the object they copy, so that
   // st_ino and the nodeid survive copy-up for the life of the mount.
   mutable std::mutex origin_mu_;
-  std::unordered_map<InodeKey, InodeKey, InodeKeyHash> origins_;
+  struct Origin {
+    InodeKey key;  ///< the inode key the copy keeps
+    bool own_ino;  ///< report the copy's own st_ino (a broken lower hard link, as overlayfs)
+  };
+  std::unordered_map<InodeKey, Origin, InodeKeyHash> origins_;
 };
 
 }  // namespace unionfs
