@@ -178,6 +178,11 @@ int run(int argc, char** argv) {
   fuse_args fargs = FUSE_ARGS_INIT(static_cast<int>(cargs.size()), cargs.data());
 
   fuse_lowlevel_ops ops = make_operations();
+  // fuse_session_new grows fargs; free it on every way out.
+  struct ArgsGuard {
+    fuse_args* a;
+    ~ArgsGuard() { fuse_opt_free_args(a); }
+  } args_guard{&fargs};
   fuse_session* se = fuse_session_new(&fargs, &ops, sizeof(ops), &daemon);
   if (!se) throw SetupError("could not create the FUSE session (bad -o option?)");
   if (fuse_set_signal_handlers(se) != 0) {
