@@ -150,13 +150,16 @@ Status UnionFs::clear_markers(int upper_dir_fd) {
   return kOk;
 }
 
-Result<bool> UnionFs::is_empty(const Found& dir) {
-  // A throwaway inode lets list() read the merged listing of a directory we only looked up.
-  auto probe_inode = std::make_shared<Inode>(InodeKey{}, 0, true);
-  Inode::State s;
-  s.parts = dir.parts;
-  probe_inode->set_state(std::move(s));
-  UNIONFS_ASSIGN_OR_RETURN(std::vector<DirEntry> ents, list(*probe_inode));
+Result<bool> UnionFs::is_empty(Inode& parent, std::string_view name, const Found& dir) {
+  // The kernel holds the inode of a directory it removes: its index is likely built already.
+  std::shared_ptr<Inode> inode = table_.find(key_of(parent, name, dir));
+  if (!inode || !inode->is_dir) {
+    inode = std::make_shared<Inode>(InodeKey{}, 0, true);  // a throwaway, to read the listing
+    Inode::State s;
+    s.parts = dir.parts;
+    inode->set_state(std::move(s));
+  }
+  UNIONFS_ASSIGN_OR_RETURN(std::vector<DirEntry> ents, list(*inode));
   return ents.empty();
 }
 
@@ -167,7 +170,7 @@ Status UnionFs::remove(Inode& parent, std::string_view name, bool dir) {
   if (dir && !f.is_dir()) return Errno{ENOTDIR};
   if (!dir && f.is_dir()) return Errno{EISDIR};
   if (dir) {
-    UNIONFS_ASSIGN_OR_RETURN(bool empty, is_empty(f));
+    UNIONFS_ASSIGN_OR_RETURN(bool empty, is_empty(parent, name, f));
     if (!empty) return Errno{ENOTEMPTY};
   }
   UNIONFS_ASSIGN_OR_RETURN(LayerDir up, upper_dir(parent));

@@ -14,6 +14,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "core/dir_index.h"
 #include "core/hash.h"
 #include "core/lookup.h"
 
@@ -69,9 +70,22 @@ class Inode : public std::enable_shared_from_this<Inode> {
     state_.name = std::move(name);
   }
 
+  /// Directory: the index of its lower instances, once built (see DirIndex).
+  [[nodiscard]] std::shared_ptr<const DirIndex> index() const {
+    std::lock_guard lock(mu_);
+    return index_;
+  }
+  void set_index(std::shared_ptr<const DirIndex> index) {
+    std::lock_guard lock(mu_);
+    if (!index_) index_ = std::move(index);
+  }
+  /// Lookups made in this directory without an index (to decide when one pays off).
+  std::atomic<uint32_t> direct_lookups{0};
+
  private:
   mutable std::mutex mu_;
   State state_;
+  std::shared_ptr<const DirIndex> index_;
 };
 
 class InodeTable {

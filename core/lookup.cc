@@ -1,10 +1,13 @@
 // Top-down lookup of a name across the instances of a merged directory.
 #include "core/lookup.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 
+#include <optional>
 #include <string>
 
+#include "core/dir_index.h"
 #include "core/sys.h"
 
 namespace unionfs {
@@ -31,58 +34,107 @@ Result<ProbeResult> probe(const WhiteoutFormat& fmt, const LayerDir& dir, std::s
 
 namespace {
 
-// Opens a directory instance found by probe and reads its opacity.
-Result<LayerDir> open_part(const WhiteoutFormat& fmt, const LayerDir& parent, size_t layer,
-                           std::string_view name, bool* hides_lower) {
+// Opens a directory instance and reads its opacity. `oci_hides`: whether an OCI ".wh.NAME"
+// stands beside it in its layer, if already known.
+Result<LayerDir> open_part(const WhiteoutFormat& fmt, const LayerDir& parent,
+                           std::string_view name, std::optional<bool> oci_hides,
+                           bool* hides_lower) {
   std::string n(name);
   auto fd = sys::open_at(parent.get(), n.c_str(), O_RDONLY | O_DIRECTORY);
   if (!fd) return Errno{fd.error()};
   LayerDir d;
-  d.layer = layer;
+  d.layer = parent.layer;
   Opacity op = fmt.dir_opacity(fd->get());
   d.xwhiteouts = op == Opacity::kXWhiteouts;
   // An OCI ".wh.NAME" next to a directory NAME in the same layer hides the lower NAMEs.
-  *hides_lower = op == Opacity::kOpaque || fmt.has_oci_whiteout(parent.get(), name);
+  *hides_lower = op == Opacity::kOpaque ||
+                 (oci_hides ? *oci_hides : fmt.has_oci_whiteout(parent.get(), name));
   d.fd = std::make_shared<const UniqueFd>(std::move(*fd));
   return d;
 }
 
+// The search state of one lookup (ovl_lookup_data).
+class Search {
+ public:
+  Search(const LayerStack& stack, const WhiteoutFormat& fmt, std::string_view name)
+      : stack_(stack), fmt_(fmt), name_(name) {}
+
+  /// Folds in what `part` holds for the name; true when the search ends here. `st` is the
+  /// instance's stat when the caller has it; `ino` its inode number otherwise.
+  Result<bool> take(const LayerDir& part, bool whiteout, bool is_dir, const struct stat* st,
+                    ino_t ino, std::optional<bool> oci_hides) {
+    if (whiteout) {
+      if (!f_.exists && stack_.is_upper(part.layer)) f_.upper_whiteout = true;
+      return true;
+    }
+    if (!f_.exists) {
+      struct stat s{};
+      if (st) {
+        s = *st;
+      } else {
+        UNIONFS_ASSIGN_OR_RETURN(s, sys::stat_at(part.get(), std::string(name_).c_str()));
+      }
+      f_.exists = true;
+      f_.st = s;
+      f_.layer = part.layer;
+      f_.origin_dev = s.st_dev;
+      f_.origin_ino = s.st_ino;
+      if (!S_ISDIR(s.st_mode)) {
+        UNIONFS_ASSIGN_OR_RETURN(UniqueFd fd,
+                                 sys::open_at(part.get(), std::string(name_).c_str(), O_PATH));
+        f_.fd = std::make_shared<const UniqueFd>(std::move(fd));
+        return true;
+      }
+    } else if (!is_dir) {
+      return true;  // a non-directory below a directory is hidden, and so is all beneath it
+    } else if (!seen_lower_ && !stack_.is_upper(part.layer)) {
+      // A merged directory is known by its topmost lower instance: stable across copy-up.
+      f_.origin_dev = st ? st->st_dev : stack_.layer(part.layer).dev;
+      f_.origin_ino = st ? st->st_ino : ino;
+    }
+    if (!stack_.is_upper(part.layer)) seen_lower_ = true;
+    bool hides_lower = false;
+    UNIONFS_ASSIGN_OR_RETURN(LayerDir d, open_part(fmt_, part, name_, oci_hides, &hides_lower));
+    if (f_.parts.empty()) f_.top_opaque = hides_lower;
+    f_.parts.push_back(std::move(d));
+    return hides_lower;
+  }
+
+  Found& found() { return f_; }
+
+ private:
+  const LayerStack& stack_;
+  const WhiteoutFormat& fmt_;
+  std::string_view name_;
+  Found f_;
+  bool seen_lower_ = false;
+};
+
 }  // namespace
 
 Result<Found> lookup_name(const LayerStack& stack, const WhiteoutFormat& fmt,
-                          const DirParts& parent, std::string_view name) {
-  Found f;
+                          const DirParts& parent, std::string_view name,
+                          const DirIndex* lower_index) {
+  Search search(stack, fmt, name);
   for (const LayerDir& part : parent) {
+    if (lower_index && !stack.is_upper(part.layer)) break;
     UNIONFS_ASSIGN_OR_RETURN(ProbeResult p, probe(fmt, part, name));
     if (p.kind == Probe::kAbsent) continue;
-    if (p.kind == Probe::kWhiteout) {
-      if (!f.exists && stack.is_upper(part.layer)) f.upper_whiteout = true;
-      break;
-    }
-    if (!f.exists) {
-      f.exists = true;
-      f.st = p.st;
-      f.layer = part.layer;
-      f.origin_dev = p.st.st_dev;
-      f.origin_ino = p.st.st_ino;
-      if (!S_ISDIR(p.st.st_mode)) {
-        std::string n(name);
-        UNIONFS_ASSIGN_OR_RETURN(UniqueFd fd, sys::open_at(part.get(), n.c_str(), O_PATH));
-        f.fd = std::make_shared<const UniqueFd>(std::move(fd));
-        break;
-      }
-    } else if (!S_ISDIR(p.st.st_mode)) {
-      break;  // a non-directory below a directory is hidden, and so is all beneath it
-    }
-    bool hides_lower = false;
-    UNIONFS_ASSIGN_OR_RETURN(LayerDir d, open_part(fmt, part, part.layer, name, &hides_lower));
-    if (f.parts.empty()) f.top_opaque = hides_lower;
-    f.parts.push_back(std::move(d));
-    f.origin_dev = p.st.st_dev;
-    f.origin_ino = p.st.st_ino;
-    if (hides_lower) break;
+    UNIONFS_ASSIGN_OR_RETURN(bool stop, search.take(part, p.kind == Probe::kWhiteout,
+                                                    S_ISDIR(p.st.st_mode), &p.st, p.st.st_ino,
+                                                    std::nullopt));
+    if (stop) return std::move(search.found());
   }
-  return f;
+  if (lower_index) {
+    const DirParts& lower = lower_index->parts();
+    for (const IndexHit& h : lower_index->find(name)) {
+      UNIONFS_ASSIGN_OR_RETURN(bool stop, search.take(lower[h.part], h.type == kDtWhiteout,
+                                                      h.type == DT_DIR, nullptr, h.ino,
+                                                      h.hides_lower));
+      if (stop) break;
+    }
+  }
+  return std::move(search.found());
 }
 
 Result<bool> lower_positive(const LayerStack& stack, const WhiteoutFormat& fmt,

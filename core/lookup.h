@@ -53,15 +53,20 @@ struct Found {
   SharedFd fd;                  ///< non-directory: O_PATH of the topmost instance
   DirParts parts;               ///< directory: its instances, topmost first
   bool top_opaque = false;      ///< directory: its topmost instance hides the lower ones
-  dev_t origin_dev = 0;         ///< identity: the lowest instance of a directory,
-  ino_t origin_ino = 0;         ///< the topmost instance of anything else
+  dev_t origin_dev = 0;         ///< identity: the topmost lower instance of a directory (its
+  ino_t origin_ino = 0;         ///< upper one if it has none), the topmost instance otherwise
   [[nodiscard]] bool is_dir() const { return exists && S_ISDIR(st.st_mode); }
 };
 
+class DirIndex;
+
 /// Looks `name` up in the merged directory `parent`. A missing name is not an error
-/// (exists == false). Errors: ENAMETOOLONG, EACCES, EIO and other probe errors.
+/// (exists == false). With `lower_index` (built from parent's lower instances), only the upper
+/// instance is asked directly and the lower ones through the index. Errors: ENAMETOOLONG,
+/// EACCES, EIO and other probe errors.
 Result<Found> lookup_name(const LayerStack& stack, const WhiteoutFormat& fmt,
-                          const DirParts& parent, std::string_view name);
+                          const DirParts& parent, std::string_view name,
+                          const DirIndex* lower_index = nullptr);
 
 /// Whether any layer below the upper holds a (non-whiteout) entry for `name` in `parent`:
 /// then removing the name from the upper needs a whiteout (ovl_lower_positive).

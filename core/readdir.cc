@@ -1,35 +1,37 @@
-// Merged directory listings: the union of every instance's names, top-down, minus whiteouts,
-// markers and internal names; a name's type comes from its topmost instance.
+// Merged directory listings: the upper instance read live, the lower ones from the directory's
+// index (read once, never stale); whiteouts, markers and internal names left out; a name's
+// type comes from its topmost instance.
 // Mirrors fs/overlayfs/readdir.c (ovl_dir_read_merged, ovl_fill_merge, ovl_check_whiteouts).
 #include <dirent.h>
 #include <fcntl.h>
 
 #include <unordered_map>
 
+#include "core/dir_index.h"
 #include "core/sys.h"
 #include "core/union_fs.h"
 
 namespace unionfs {
 namespace {
 
-unsigned char dt_of(mode_t m) { return static_cast<unsigned char>(IFTODT(m)); }
-
-struct Seen {
-  size_t index;        // into the output, or SIZE_MAX for a whited-out name
-  bool dir;            // topmost instance is a directory
-  bool merged = false; // a directory instance exists in more than one layer
+// What the upper instance says about one name.
+struct UpperName {
+  bool whiteout = false;
+  bool dir = false;
+  bool hides_lower = false;  // an OCI ".wh.NAME" beside NAME
 };
 
 }  // namespace
 
 Result<std::vector<DirEntry>> UnionFs::list(Inode& dir) {
   UNIONFS_ASSIGN_OR_RETURN(DirParts parts, dir_parts(dir));
+  UNIONFS_ASSIGN_OR_RETURN(std::shared_ptr<const DirIndex> index, index_of(dir, parts, true));
   std::vector<DirEntry> out;
-  std::unordered_map<std::string, Seen> seen;
-  for (const LayerDir& part : parts) {
-    UNIONFS_ASSIGN_OR_RETURN(std::vector<sys::DirEnt> ents, sys::read_dir(part.get()));
-    const bool upper = stack_.is_upper(part.layer);
-    const dev_t dev = stack_.layer(part.layer).dev;
+  std::unordered_map<std::string, UpperName> upper_names;
+  if (!parts.empty() && stack_.is_upper(parts.front().layer)) {
+    const LayerDir& up = parts.front();
+    const dev_t dev = stack_.layer(up.layer).dev;
+    UNIONFS_ASSIGN_OR_RETURN(std::vector<sys::DirEnt> ents, sys::read_dir(up.get()));
     std::vector<std::string> oci_whiteouts;
     for (sys::DirEnt& e : ents) {
       if (e.name.starts_with(kTempPrefix)) continue;
@@ -38,38 +40,51 @@ Result<std::vector<DirEntry>> UnionFs::list(Inode& dir) {
         continue;
       }
       unsigned char type = e.type;
-      bool whiteout = false;
-      if (type == DT_CHR || type == DT_UNKNOWN || (type == DT_REG && part.xwhiteouts)) {
-        auto st = sys::stat_at(part.get(), e.name.c_str());
-        if (!st) continue;  // vanished: only the upper changes, and only through us
-        type = dt_of(st->st_mode);
-        whiteout = is_kernel_whiteout(*st) ||
-                   (part.xwhiteouts && S_ISREG(st->st_mode) && st->st_size == 0 &&
-                    fmt_.is_xattr_whiteout(part.get(), e.name.c_str()));
-      }
-      auto it = seen.find(e.name);
-      if (it != seen.end()) {
-        if (it->second.index != SIZE_MAX && it->second.dir && type == DT_DIR) it->second.merged = true;
-        continue;
-      }
-      if (whiteout) {
-        seen.emplace(e.name, Seen{SIZE_MAX, false});
-        continue;
+      if (type == DT_CHR || type == DT_UNKNOWN || (type == DT_REG && up.xwhiteouts)) {
+        auto st = sys::stat_at(up.get(), e.name.c_str());
+        if (!st) continue;  // removed meanwhile
+        type = static_cast<unsigned char>(IFTODT(st->st_mode));
+        if (is_kernel_whiteout(*st) ||
+            (up.xwhiteouts && S_ISREG(st->st_mode) && st->st_size == 0 &&
+             fmt_.is_xattr_whiteout(up.get(), e.name.c_str()))) {
+          upper_names[e.name].whiteout = true;
+          continue;
+        }
       }
       uint64_t ino = stack_.st_ino(dev, e.ino);
-      if (upper && type != DT_DIR) (void)upper_key(dev, e.ino, &ino);
-      seen.emplace(e.name, Seen{out.size(), type == DT_DIR});
+      if (type != DT_DIR) (void)upper_key(dev, e.ino, &ino);
+      upper_names[e.name].dir = type == DT_DIR;
       out.push_back({std::move(e.name), ino, type});
     }
-    // An OCI whiteout hides the name in the layers below, not a sibling in its own layer.
-    for (std::string& n : oci_whiteouts) seen.emplace(std::move(n), Seen{SIZE_MAX, false});
+    for (std::string& n : oci_whiteouts) {
+      auto [it, fresh] = upper_names.try_emplace(std::move(n));
+      if (fresh) {
+        it->second.whiteout = true;
+      } else {
+        it->second.hides_lower = true;
+      }
+    }
   }
-  // A directory in several layers is identified by its lowest instance, as lookup does.
-  for (auto& [name, s] : seen) {
-    if (!s.merged) continue;
-    auto f = lookup_name(stack_, fmt_, parts, name);
-    if (f && f->exists) out[s.index].ino = stack_.st_ino(f->origin_dev, f->origin_ino);
+  if (!index) return out;
+  // An upper directory merged with lower ones is known by its topmost lower instance, unless
+  // it hides them (lookup.h).
+  for (DirEntry& e : out) {
+    if (e.type != DT_DIR) continue;
+    auto hits = index->find(e.name);
+    const UpperName& u = upper_names[e.name];
+    if (hits.empty() || hits.front().type != DT_DIR || u.hides_lower) continue;
+    auto fd = sys::open_at(parts.front().get(), e.name.c_str(), O_RDONLY | O_DIRECTORY);
+    if (fd && fmt_.dir_opacity(fd->get()) == Opacity::kOpaque) continue;
+    e.ino = stack_.st_ino(stack_.layer(index->parts()[hits.front().part].layer).dev,
+                          hits.front().ino);
   }
+  index->for_each([&](const std::string& name, std::span<const IndexHit> hits) {
+    if (upper_names.contains(name)) return;
+    const IndexHit& top = hits.front();
+    if (top.type == kDtWhiteout) return;
+    const dev_t dev = stack_.layer(index->parts()[top.part].layer).dev;
+    out.push_back({name, stack_.st_ino(dev, top.ino), top.type});
+  });
   return out;
 }
 

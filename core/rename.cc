@@ -60,7 +60,7 @@ Status UnionFs::rename(Inode& p1, std::string_view n1, Inode& p2, std::string_vi
     if (src_dir && !dst_dir) return Errno{ENOTDIR};
     if (!src_dir && dst_dir) return Errno{EISDIR};
     if (dst_dir) {
-      UNIONFS_ASSIGN_OR_RETURN(bool empty, is_empty(dst));
+      UNIONFS_ASSIGN_OR_RETURN(bool empty, is_empty(p2, n2, dst));
       if (!empty) return Errno{ENOTEMPTY};
     }
   }

@@ -13,8 +13,10 @@ namespace unionfs {
 UnionFs::UnionFs(LayerStack stack, Options opts)
     : stack_(std::move(stack)), opts_(opts), fmt_(opts.whiteout, opts.privileged) {
   DirParts parts = root_parts(stack_, fmt_);
-  const LayerDir& lowest = parts.back();
-  auto st = sys::fstat(lowest.get());
+  // Known by its topmost lower instance, like every merged directory (see lookup.h).
+  const LayerDir& origin = parts.size() > 1 && stack_.is_upper(parts.front().layer) ? parts[1]
+                                                                                    : parts.front();
+  auto st = sys::fstat(origin.get());
   InodeKey key{st.ok() ? st->st_dev : 0, st.ok() ? st->st_ino : 0};
   auto root = std::make_shared<Inode>(key, stack_.st_ino(key.dev, key.ino), true);
   Inode::State s;
@@ -53,11 +55,34 @@ InodeKey UnionFs::key_of(Inode& parent, std::string_view name, const Found& f) c
   return key;
 }
 
+Result<std::shared_ptr<const DirIndex>> UnionFs::index_of(Inode& dir, const DirParts& parts,
+                                                         bool build) {
+  if (auto index = dir.index()) return index;
+  const size_t first_lower = !parts.empty() && stack_.is_upper(parts.front().layer) ? 1 : 0;
+  const size_t lower = parts.size() - first_lower;
+  if (lower == 0) return std::shared_ptr<const DirIndex>();
+  // Probing a few layers directly is as cheap as a probe of the index: build one only for a
+  // merged directory that is used again, or a single-layer one that is used a lot, so that a
+  // lone lookup in a huge directory never pays for reading all of it.
+  if (!build) {
+    const uint32_t n = dir.direct_lookups.fetch_add(1, std::memory_order_relaxed);
+    build = (lower >= 2 && n >= kIndexAfterLookups) || n >= kIndexAfterLookupsSingle;
+  }
+  if (!build) return std::shared_ptr<const DirIndex>();
+  // Built with no lock held: a second builder racing this one only wastes its work.
+  UNIONFS_ASSIGN_OR_RETURN(
+      std::shared_ptr<const DirIndex> index,
+      DirIndex::build(fmt_, DirParts(parts.begin() + static_cast<ptrdiff_t>(first_lower), parts.end())));
+  dir.set_index(index);
+  return dir.index();
+}
+
 Result<Found> UnionFs::find(Inode& parent, std::string_view name) {
   if (name.size() > NAME_MAX) return Errno{ENAMETOOLONG};
   UNIONFS_ASSIGN_OR_RETURN(DirParts parts, dir_parts(parent));
   if (fmt_.is_reserved_name(name)) return Found{};
-  return lookup_name(stack_, fmt_, parts, name);
+  UNIONFS_ASSIGN_OR_RETURN(std::shared_ptr<const DirIndex> index, index_of(parent, parts, false));
+  return lookup_name(stack_, fmt_, parts, name, index.get());
 }
 
 Result<Entry> UnionFs::lookup(Inode& parent, std::string_view name) {

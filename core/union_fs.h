@@ -16,6 +16,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/dir_index.h"
 #include "core/inode_table.h"
 #include "core/layer.h"
 #include "core/lookup.h"
@@ -151,7 +152,11 @@ class UnionFs {
                           bool is_dir);
   Status clear_markers(int upper_dir_fd);
   Result<Found> find(Inode& parent, std::string_view name);
-  Result<bool> is_empty(const Found& dir);
+  /// The directory's index, building it now if `build` or if it has become worth it.
+  Result<std::shared_ptr<const DirIndex>> index_of(Inode& dir, const DirParts& parts, bool build);
+  static constexpr uint32_t kIndexAfterLookups = 1;         ///< merged: on the 2nd lookup
+  static constexpr uint32_t kIndexAfterLookupsSingle = 64;  ///< one lower instance
+  Result<bool> is_empty(Inode& parent, std::string_view name, const Found& dir);
   Status remove(Inode& parent, std::string_view name, bool dir);
 
   // rename.cc
