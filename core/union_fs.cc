@@ -129,6 +129,10 @@ Result<struct stat> UnionFs::stat_of(const Inode::State& s, const Inode& inode) 
 
 Result<struct stat> UnionFs::getattr(Inode& inode) { return stat_of(inode.state(), inode); }
 
+bool UnionFs::attrs_cacheable(const Inode& inode, const struct stat& st) const {
+  return inode.is_dir || st.st_nlink <= 1 || stack_.is_upper(inode.state().layer);
+}
+
 Result<std::string> UnionFs::readlink(Inode& inode) {
   Inode::State s = inode.state();
   if (inode.is_dir || !s.fd) return Errno{EINVAL};

@@ -76,6 +76,9 @@ class UnionFs {
   Result<Entry> lookup(Inode& parent, std::string_view name);
   void forget(Inode& inode, uint64_t n) { table_.forget(inode, n); }
   Result<struct stat> getattr(Inode& inode);
+  /// Whether the kernel may cache these attributes: not for a lower file with several links,
+  /// whose copy-up will change st_nlink and st_ino (the link breaks, as in overlayfs).
+  [[nodiscard]] bool attrs_cacheable(const Inode& inode, const struct stat& st) const;
   /// Copies up first. `fd` is an open file of the inode or -1. EROFS, EPERM, EINVAL...
   Result<struct stat> setattr(Inode& inode, const SetAttr& attr, int fd);
   Result<std::string> readlink(Inode& inode);

@@ -58,11 +58,15 @@ void guard(fuse_req_t req, F&& body) {
   }
 }
 
+double attr_timeout(fuse_req_t req, const Inode& inode, const struct stat& st) {
+  return fs_of(req).attrs_cacheable(inode, st) ? daemon_of(req).timeout : 0.0;
+}
+
 fuse_entry_param entry_param(fuse_req_t req, const Entry& e) {
   fuse_entry_param p{};
   p.ino = nodeid(req, e.inode);
   p.attr = e.attr;
-  p.attr_timeout = daemon_of(req).timeout;
+  p.attr_timeout = attr_timeout(req, *e.inode, e.attr);
   p.entry_timeout = daemon_of(req).timeout;
   return p;
 }
@@ -113,9 +117,10 @@ void op_forget_multi(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
 
 void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   guard(req, [&] {
-    auto st = fs_of(req).getattr(node(req, ino));
+    Inode& inode = node(req, ino);
+    auto st = fs_of(req).getattr(inode);
     if (!st) return (void)fuse_reply_err(req, st.error());
-    fuse_reply_attr(req, &*st, daemon_of(req).timeout);
+    fuse_reply_attr(req, &*st, attr_timeout(req, inode, *st));
   });
 }
 
@@ -135,9 +140,10 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
     a.atime = (to_set & FUSE_SET_ATTR_ATIME_NOW) ? timespec{0, UTIME_NOW} : attr->st_atim;
     a.mtime = (to_set & FUSE_SET_ATTR_MTIME_NOW) ? timespec{0, UTIME_NOW} : attr->st_mtim;
     int fd = fi ? file(fi).fd.get() : -1;
-    auto st = fs_of(req).setattr(node(req, ino), a, fd);
+    Inode& inode = node(req, ino);
+    auto st = fs_of(req).setattr(inode, a, fd);
     if (!st) return (void)fuse_reply_err(req, st.error());
-    fuse_reply_attr(req, &*st, daemon_of(req).timeout);
+    fuse_reply_attr(req, &*st, attr_timeout(req, inode, *st));
   });
 }
 
@@ -186,6 +192,9 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     if (!fd) return (void)fuse_reply_err(req, fd.error());
     auto* h = new FileHandle{std::move(*fd)};
     fi->fh = reinterpret_cast<uint64_t>(h);
+    // Every change to a file goes through this mount (lower layers never change, the upper
+    // only through us, write-through), so cached pages stay valid across opens.
+    fi->keep_cache = 1;
     if (fuse_reply_open(req, fi) == -ENOENT) delete h;
   });
 }
