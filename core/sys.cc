@@ -114,6 +114,9 @@ Status chown_at(int dir, const char* name, uid_t uid, gid_t gid) {
 Status chmod_fd(int fd, mode_t mode) { return status_of(::chmod(fd_path(fd).c_str(), mode)); }
 Status utimens_at(int dir, const char* name, const struct timespec times[2]) {
   if (name[0] == '\0') {
+    // The object behind the fd itself, a symlink included (AT_EMPTY_PATH, Linux 5.8+).
+    if (::utimensat(dir, "", times, AT_EMPTY_PATH) == 0) return kOk;
+    if (errno != EINVAL) return last_errno();
     return status_of(::utimensat(AT_FDCWD, fd_path(dir).c_str(), times, 0));
   }
   return status_of(::utimensat(dir, name, times, AT_SYMLINK_NOFOLLOW));

@@ -165,13 +165,7 @@ Result<struct stat> UnionFs::setattr(Inode& inode, const SetAttr& a, int fd) {
   if (a.set_atime || a.set_mtime) {
     struct timespec ts[2] = {a.set_atime ? a.atime : timespec{0, UTIME_OMIT},
                              a.set_mtime ? a.mtime : timespec{0, UTIME_OMIT}};
-    if (S_ISLNK(cur.st_mode)) {
-      Inode::State ps = s.parent ? s.parent->state() : Inode::State{};
-      if (ps.parts.empty()) return Errno{EIO};
-      UNIONFS_TRY(sys::utimens_at(ps.parts.front().get(), s.name.c_str(), ts));
-    } else {
-      UNIONFS_TRY(sys::utimens_at(path_fd, "", ts));
-    }
+    UNIONFS_TRY(sys::utimens_at(path_fd, "", ts));
   }
   return stat_of(inode.state(), inode);
 }
