@@ -168,7 +168,7 @@ Result<LayerDir> UnionFs::upper_dir(Inode& dir) {
   LayerDir up;
   up.layer = parent_up.layer;
   up.fd = std::make_shared<const UniqueFd>(std::move(fd));
-  s.parts.insert(s.parts.begin(), up);
+  s.parts.push_front(up);
   s.layer = up.layer;
   dir.set_state(std::move(s));
   return up;

@@ -174,7 +174,7 @@ Status UnionFs::remove(Inode& parent, std::string_view name, bool dir) {
     if (!empty) return Errno{ENOTEMPTY};
   }
   UNIONFS_ASSIGN_OR_RETURN(LayerDir up, upper_dir(parent));
-  UNIONFS_ASSIGN_OR_RETURN(DirParts pparts, dir_parts(parent));
+  UNIONFS_ASSIGN_OR_RETURN(SharedParts pparts, dir_parts(parent));
   UNIONFS_ASSIGN_OR_RETURN(bool below, lower_positive(stack_, fmt_, pparts, name));
   const std::string n(name);
   const int flags = dir ? AT_REMOVEDIR : 0;

@@ -54,7 +54,7 @@ class Inode : public std::enable_shared_from_this<Inode> {
     std::string name;               ///< a name it was last reached by
     SharedFd fd;                    ///< non-directory: O_PATH of the topmost instance
     size_t layer = 0;               ///< layer of fd (non-directory) or of parts[0]
-    DirParts parts;                 ///< directory: instances, topmost first
+    SharedParts parts;              ///< directory: instances, topmost first
   };
   [[nodiscard]] State state() const {
     std::lock_guard lock(mu_);

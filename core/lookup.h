@@ -30,6 +30,33 @@ struct LayerDir {
 /// The instances of a merged directory, topmost first.
 using DirParts = std::vector<LayerDir>;
 
+/// A shared, immutable DirParts: copying it (every lookup takes its directory's parts) costs
+/// one reference count, not one per layer.
+class SharedParts {
+ public:
+  SharedParts() : p_(std::make_shared<const DirParts>()) {}
+  SharedParts(DirParts v) : p_(std::make_shared<const DirParts>(std::move(v))) {}  // NOLINT
+  operator const DirParts&() const { return *p_; }  // NOLINT: read-only view
+  [[nodiscard]] const DirParts& get() const { return *p_; }
+  [[nodiscard]] bool empty() const { return p_->empty(); }
+  [[nodiscard]] size_t size() const { return p_->size(); }
+  [[nodiscard]] const LayerDir& front() const { return p_->front(); }
+  [[nodiscard]] const LayerDir& operator[](size_t i) const { return (*p_)[i]; }
+  [[nodiscard]] DirParts::const_iterator begin() const { return p_->begin(); }
+  [[nodiscard]] DirParts::const_iterator end() const { return p_->end(); }
+  /// A new set with `d` on top (copy-up of the directory).
+  void push_front(LayerDir d) {
+    DirParts v;
+    v.reserve(p_->size() + 1);
+    v.push_back(std::move(d));
+    v.insert(v.end(), p_->begin(), p_->end());
+    p_ = std::make_shared<const DirParts>(std::move(v));
+  }
+
+ private:
+  std::shared_ptr<const DirParts> p_;
+};
+
 /// What one layer says about a name.
 enum class Probe { kAbsent, kWhiteout, kPresent };
 

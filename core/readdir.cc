@@ -24,7 +24,7 @@ struct UpperName {
 }  // namespace
 
 Result<std::vector<DirEntry>> UnionFs::list(Inode& dir) {
-  UNIONFS_ASSIGN_OR_RETURN(DirParts parts, dir_parts(dir));
+  UNIONFS_ASSIGN_OR_RETURN(SharedParts parts, dir_parts(dir));
   UNIONFS_ASSIGN_OR_RETURN(std::shared_ptr<const DirIndex> index, index_of(dir, parts, true));
   std::vector<DirEntry> out;
   std::unordered_map<std::string, UpperName> upper_names;

@@ -69,8 +69,8 @@ Status UnionFs::rename(Inode& p1, std::string_view n1, Inode& p2, std::string_vi
   UNIONFS_ASSIGN_OR_RETURN(LayerDir up2, upper_dir(p2));
   UNIONFS_TRY(copy_up_found(p1, n1, src));
   if (exchange) UNIONFS_TRY(copy_up_found(p2, n2, dst));
-  UNIONFS_ASSIGN_OR_RETURN(DirParts parts1, dir_parts(p1));
-  UNIONFS_ASSIGN_OR_RETURN(DirParts parts2, dir_parts(p2));
+  UNIONFS_ASSIGN_OR_RETURN(SharedParts parts1, dir_parts(p1));
+  UNIONFS_ASSIGN_OR_RETURN(SharedParts parts2, dir_parts(p2));
   UNIONFS_ASSIGN_OR_RETURN(bool src_below, lower_positive(stack_, fmt_, parts1, n1));
   const std::string a(n1), b(n2);
   const InodeKey src_key = key_of(p1, n1, src);

@@ -26,7 +26,7 @@ UnionFs::UnionFs(LayerStack stack, Options opts)
   table_.set_root(std::move(root));
 }
 
-Result<DirParts> UnionFs::dir_parts(Inode& dir) const {
+Result<SharedParts> UnionFs::dir_parts(Inode& dir) const {
   if (!dir.is_dir) return Errno{ENOTDIR};
   return dir.state().parts;
 }
@@ -55,18 +55,19 @@ InodeKey UnionFs::key_of(Inode& parent, std::string_view name, const Found& f) c
   return key;
 }
 
-Result<std::shared_ptr<const DirIndex>> UnionFs::index_of(Inode& dir, const DirParts& parts,
+Result<std::shared_ptr<const DirIndex>> UnionFs::index_of(Inode& dir, const SharedParts& parts,
                                                          bool build) {
   if (auto index = dir.index()) return index;
   const size_t first_lower = !parts.empty() && stack_.is_upper(parts.front().layer) ? 1 : 0;
   const size_t lower = parts.size() - first_lower;
   if (lower == 0) return std::shared_ptr<const DirIndex>();
-  // Probing a few layers directly is as cheap as a probe of the index: build one only for a
-  // merged directory that is used again, or a single-layer one that is used a lot, so that a
-  // lone lookup in a huge directory never pays for reading all of it.
+  // A directory with one lower instance is probed directly (one fstatat, like the index's
+  // own probe of the right layer), so a lookup in a huge directory never pays for reading all
+  // of it; a merged directory is indexed once it is used again. A listing reads every
+  // instance anyway and indexes any directory.
   if (!build) {
-    const uint32_t n = dir.direct_lookups.fetch_add(1, std::memory_order_relaxed);
-    build = (lower >= 2 && n >= kIndexAfterLookups) || n >= kIndexAfterLookupsSingle;
+    if (lower < 2) return std::shared_ptr<const DirIndex>();
+    build = dir.direct_lookups.fetch_add(1, std::memory_order_relaxed) >= kIndexAfterLookups;
   }
   if (!build) return std::shared_ptr<const DirIndex>();
   // Built with no lock held: a second builder racing this one only wastes its work.
@@ -79,7 +80,7 @@ Result<std::shared_ptr<const DirIndex>> UnionFs::index_of(Inode& dir, const DirP
 
 Result<Found> UnionFs::find(Inode& parent, std::string_view name) {
   if (name.size() > NAME_MAX) return Errno{ENAMETOOLONG};
-  UNIONFS_ASSIGN_OR_RETURN(DirParts parts, dir_parts(parent));
+  UNIONFS_ASSIGN_OR_RETURN(SharedParts parts, dir_parts(parent));
   if (fmt_.is_reserved_name(name)) return Found{};
   UNIONFS_ASSIGN_OR_RETURN(std::shared_ptr<const DirIndex> index, index_of(parent, parts, false));
   return lookup_name(stack_, fmt_, parts, name, index.get());
@@ -190,7 +191,7 @@ Result<struct statvfs> UnionFs::statfs() {
 }
 
 Status UnionFs::fsyncdir(Inode& inode, bool datasync) {
-  UNIONFS_ASSIGN_OR_RETURN(DirParts parts, dir_parts(inode));
+  UNIONFS_ASSIGN_OR_RETURN(SharedParts parts, dir_parts(inode));
   if (parts.empty() || !stack_.is_upper(parts.front().layer)) return kOk;
   return sys::fsync(parts.front().get(), datasync);
 }

@@ -127,7 +127,7 @@ class UnionFs {
   friend class UnionFsTestPeer;
 
   // union_fs.cc
-  Result<DirParts> dir_parts(Inode& dir) const;  ///< ENOTDIR for a non-directory
+  Result<SharedParts> dir_parts(Inode& dir) const;  ///< ENOTDIR for a non-directory
   /// The identity of what `f` found as parent/name: the inode key (the origin of a copied-up
   /// file; one key per name for a lower file with several links) and the st_ino to report.
   InodeKey key_of(Inode& parent, std::string_view name, const Found& f) const;
@@ -156,9 +156,8 @@ class UnionFs {
   Status clear_markers(int upper_dir_fd);
   Result<Found> find(Inode& parent, std::string_view name);
   /// The directory's index, building it now if `build` or if it has become worth it.
-  Result<std::shared_ptr<const DirIndex>> index_of(Inode& dir, const DirParts& parts, bool build);
-  static constexpr uint32_t kIndexAfterLookups = 1;         ///< merged: on the 2nd lookup
-  static constexpr uint32_t kIndexAfterLookupsSingle = 64;  ///< one lower instance
+  Result<std::shared_ptr<const DirIndex>> index_of(Inode& dir, const SharedParts& parts, bool build);
+  static constexpr uint32_t kIndexAfterLookups = 1;  ///< merged: on the 2nd lookup
   Result<bool> is_empty(Inode& parent, std::string_view name, const Found& dir);
   Status remove(Inode& parent, std::string_view name, bool dir);
 
