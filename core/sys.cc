@@ -162,20 +162,30 @@ std::string entry_path(int dir, const char* name) { return fd_path(dir) + "/" + 
 
 }  // namespace
 
+// The f*xattr calls work on real fds; an O_PATH fd (EBADF) goes through /proc/self/fd.
 Result<std::string> getxattr(int fd, const char* name) {
+  auto r = read_xattr([&](char* b, size_t n) { return ::fgetxattr(fd, name, b, n); });
+  if (r.ok() || r.error() != EBADF) return r;
   std::string p = fd_path(fd);
   return read_xattr([&](char* b, size_t n) { return ::getxattr(p.c_str(), name, b, n); });
 }
 Result<std::vector<std::string>> listxattr(int fd) {
-  std::string p = fd_path(fd);
-  auto raw = read_xattr([&](char* b, size_t n) { return ::listxattr(p.c_str(), b, n); });
+  auto raw = read_xattr([&](char* b, size_t n) { return ::flistxattr(fd, b, n); });
+  if (!raw && raw.error() == EBADF) {
+    std::string p = fd_path(fd);
+    raw = read_xattr([&](char* b, size_t n) { return ::listxattr(p.c_str(), b, n); });
+  }
   if (!raw) return Errno{raw.error()};
   return split_names(*raw);
 }
 Status setxattr(int fd, const char* name, const std::string& value, int flags) {
+  if (::fsetxattr(fd, name, value.data(), value.size(), flags) == 0) return kOk;
+  if (errno != EBADF) return last_errno();
   return status_of(::setxattr(fd_path(fd).c_str(), name, value.data(), value.size(), flags));
 }
 Status removexattr(int fd, const char* name) {
+  if (::fremovexattr(fd, name) == 0) return kOk;
+  if (errno != EBADF) return last_errno();
   return status_of(::removexattr(fd_path(fd).c_str(), name));
 }
 Result<std::string> lgetxattr_at(int dir, const char* name, const char* attr) {
