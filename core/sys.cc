@@ -7,6 +7,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -227,7 +228,9 @@ Status copy_data(int in, int out, off_t len) {
           return last_errno();
         // Fall back to a user-space copy for this extent.
         char buf[1 << 16];
-        ssize_t r = ::pread(in, buf, sizeof(buf), in_off);
+        // Never read past the extent: the hole after it must stay a hole.
+        const size_t want = std::min(sizeof(buf), static_cast<size_t>(hole - in_off));
+        ssize_t r = ::pread(in, buf, want, in_off);
         if (r < 0) return last_errno();
         if (r == 0) break;
         ssize_t w = ::pwrite(out, buf, static_cast<size_t>(r), out_off);

@@ -1,0 +1,111 @@
+// InodeTable: nodeid lifetime and lookup counts (passthrough_hp's rules): +1 per acquire,
+// -n per forget, erase at zero, the root pinned, a replaced key's old inode kept until forgotten.
+#include "core/inode_table.h"
+
+#include <catch2/catch.hpp>
+#include <memory>
+
+namespace unionfs {
+namespace {
+
+std::shared_ptr<Inode> make_root() { return std::make_shared<Inode>(InodeKey{1, 2}, 2, true); }
+
+TEST_CASE("acquire counts lookups on one inode per key", "[inode]") {
+  InodeTable t;
+  t.set_root(make_root());
+  CHECK(t.size() == 1);
+  CHECK(t.root().nlookup == 1);
+  auto a = t.acquire(InodeKey{1, 10}, Inode::State{}, 10, false);
+  auto a2 = t.acquire(InodeKey{1, 10}, Inode::State{}, 10, false);
+  CHECK(a.get() == a2.get());
+  CHECK(a->nlookup == 2);
+  CHECK(a->st_ino == 10u);
+  CHECK(t.size() == 2);
+  CHECK(t.find(InodeKey{1, 10}).get() == a.get());
+  CHECK(t.find(InodeKey{1, 11}) == nullptr);
+  t.forget(*a, 1);
+  CHECK(a->nlookup == 1);
+  CHECK(t.size() == 2);
+  t.forget(*a, 1);
+  CHECK(a->nlookup == 0);
+  CHECK(t.size() == 1);
+  CHECK(t.find(InodeKey{1, 10}) == nullptr);
+  // A new lookup after the erase makes a new inode.
+  auto b = t.acquire(InodeKey{1, 10}, Inode::State{}, 10, false);
+  CHECK(b->nlookup == 1);
+  CHECK(t.size() == 2);
+}
+
+TEST_CASE("acquire replaces the stored state with the fresh one", "[inode]") {
+  InodeTable t;
+  t.set_root(make_root());
+  Inode::State s1;
+  s1.name = "first";
+  Inode::State s2;
+  s2.name = "second";
+  s2.layer = 3;
+  auto a = t.acquire(InodeKey{1, 10}, s1, 10, false);
+  CHECK(a->state().name == "first");
+  (void)t.acquire(InodeKey{1, 10}, s2, 10, false);
+  CHECK(a->state().name == "second");
+  CHECK(a->state().layer == 3u);
+}
+
+TEST_CASE("the root is pinned", "[inode]") {
+  InodeTable t;
+  t.set_root(make_root());
+  Inode& root = t.root();
+  // Looking the root up again (e.g. "..") counts and forgets, but never erases it.
+  auto again = t.acquire(root.key, Inode::State{}, root.st_ino, true);
+  CHECK(again.get() == &root);
+  CHECK(root.nlookup == 2);
+  t.forget(root, 2);
+  CHECK(t.size() == 1);
+  CHECK(t.find(root.key).get() == &root);
+}
+
+TEST_CASE("an over-large forget is clamped", "[inode]") {
+  InodeTable t;
+  t.set_root(make_root());
+  auto a = t.acquire(InodeKey{1, 10}, Inode::State{}, 10, false);
+  t.forget(*a, 5);
+  CHECK(a->nlookup == 0);
+  CHECK(t.size() == 1);
+}
+
+TEST_CASE("a key whose object changed type gets a new inode, the old lives until forgotten",
+          "[inode]") {
+  InodeTable t;
+  t.set_root(make_root());
+  auto file = t.acquire(InodeKey{1, 10}, Inode::State{}, 10, false);
+  auto dir = t.acquire(InodeKey{1, 10}, Inode::State{}, 10, true);
+  CHECK(file.get() != dir.get());
+  CHECK(dir->is_dir);
+  CHECK(t.find(InodeKey{1, 10}).get() == dir.get());
+  CHECK(t.size() == 2);
+  std::weak_ptr<Inode> weak_file = file;
+  Inode* raw = file.get();
+  file.reset();
+  CHECK_FALSE(weak_file.expired());  // the table keeps the orphan alive
+  t.forget(*raw, 1);
+  CHECK(weak_file.expired());
+  CHECK(t.find(InodeKey{1, 10}).get() == dir.get());
+  t.forget(*dir, 1);
+  CHECK(t.size() == 1);
+}
+
+TEST_CASE("keys differing only in the name part are distinct inodes", "[inode]") {
+  // One inode per name of a lower file with several hard links.
+  InodeTable t;
+  t.set_root(make_root());
+  auto a = t.acquire(InodeKey{1, 10, 0}, Inode::State{}, 10, false);
+  auto b = t.acquire(InodeKey{1, 10, 7}, Inode::State{}, 10, false);
+  auto c = t.acquire(InodeKey{1, 10, 9}, Inode::State{}, 10, false);
+  CHECK(a.get() != b.get());
+  CHECK(b.get() != c.get());
+  CHECK(t.size() == 4);
+  CHECK(t.find(InodeKey{1, 10, 7}).get() == b.get());
+}
+
+}  // namespace
+}  // namespace unionfs

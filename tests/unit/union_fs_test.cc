@@ -1,0 +1,585 @@
+// UnionFs on temporary layer directories, without a mount: merged listings, whiteouts,
+// namespace changes, identity (st_ino) and errors. Every mutating test ends by checking that
+// the lower layers are unchanged (DESIGN.md invariant 1).
+#include "core/union_fs.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/fs.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tests/unit/union_fixture.h"
+
+namespace unionfs {
+namespace {
+
+using namespace unionfs::test;  // NOLINT: the fixture's helpers
+
+TEST_CASE("list merges the layers and hides whiteouts, markers and internal names",
+          "[union][readdir]") {
+  Union u(3);
+  u.b.file(0, "a", "a0");
+  u.b.file(0, "b", "b0");
+  u.b.file(0, "wk", "k0");
+  u.b.file(0, "wo", "o0");
+  u.b.dir(0, "d");
+  u.b.file(0, "d/x", "x0");
+  u.b.file(0, "d/gone", "g0");
+  u.b.file(1, "c", "c1");
+  u.b.kernel_whiteout(1, "wk");
+  u.b.oci_whiteout(1, "wo");
+  u.b.dir(1, "d");
+  u.b.file(1, "d/y", "y1");
+  u.b.opaque_xattr(1, "d", "trusted.overlay.opaque", "x");
+  u.b.xattr_whiteout(1, "d/gone");
+  u.b.file(2, "e", "e2");
+  u.b.kernel_whiteout(2, "b");
+  u.b.file(2, std::string(kTempPrefix) + "99.1", "tmp");
+  u.b.dir(2, std::string(kTempPrefix) + "99.2");
+  u.b.kernel_whiteout(0, "bottom_wh");  // a whiteout with nothing below: still not shown
+  SECTION("kAuto") {
+    u.start(kPriv);
+    CHECK(u.names("") == Names{"a", "c", "d", "e"});
+    CHECK(u.names("d") == Names{"x", "y"});
+    CHECK(u.entry("", "d").type == DT_DIR);
+    CHECK(u.entry("", "a").type == DT_REG);
+    CHECK(u.lookup_error("b") == ENOENT);
+    CHECK(u.lookup_error("wk") == ENOENT);
+    CHECK(u.lookup_error("wo") == ENOENT);
+    CHECK(u.lookup_error(".wh.wo") == ENOENT);
+    CHECK(u.lookup_error("d/gone") == ENOENT);
+    CHECK(u.lookup_error("bottom_wh") == ENOENT);
+    CHECK(u.lookup_error(std::string(kTempPrefix) + "99.1") == ENOENT);
+    CHECK(u.lookup_error(std::string(kTempPrefix) + "99.2") == ENOENT);
+    CHECK(u.read("a") == "a0");
+    CHECK(u.read("d/y") == "y1");
+  }
+  SECTION("kOverlay shows OCI names as plain files") {
+    u.start(kOverlayOpts);
+    CHECK(u.names("") == Names{".wh.wo", "a", "c", "d", "e", "wo"});
+    CHECK(u.read("wo") == "o0");
+    CHECK(u.read(".wh.wo") == "");
+    CHECK(u.lookup_error(std::string(kTempPrefix) + "99.1") == ENOENT);
+  }
+}
+
+TEST_CASE("list hides the OCI opaque marker and honours it", "[union][readdir]") {
+  Union u(3);
+  u.b.dir(0, "d");
+  u.b.file(0, "d/low", "l");
+  u.b.dir(1, "d");
+  u.b.oci_opaque(1, "d");
+  u.b.file(1, "d/mid", "m");
+  u.start(kPriv);
+  CHECK(u.names("d") == Names{"mid"});
+  CHECK(u.lookup_error("d/.wh..wh..opq") == ENOENT);
+  CHECK(u.lookup_error("d/low") == ENOENT);
+}
+
+TEST_CASE("lookup errors: ENOENT, ENOTDIR, ENAMETOOLONG", "[union]") {
+  Union u(2);
+  u.b.file(0, "f", "f");
+  u.start();
+  CHECK(u.lookup_error("missing") == ENOENT);
+  CHECK(u.fs->lookup(u.at("f"), "x").error() == ENOTDIR);
+  CHECK(u.fs->list(u.at("f")).error() == ENOTDIR);
+  CHECK(u.lookup_error(std::string(NAME_MAX + 1, 'n')) == ENAMETOOLONG);
+  CHECK(u.lookup_error(std::string(NAME_MAX, 'n')) == ENOENT);
+}
+
+TEST_CASE("overlay xattrs are neither shown nor settable", "[union][xattr]") {
+  Union u(2);
+  u.b.dir(0, "d");
+  u.b.opaque_xattr(0, "d", "trusted.overlay.opaque", "y");
+  u.b.xattr(0, "d", "user.visible", "1");
+  u.b.xattr(0, "d", "user.overlay.opaque", "y");
+  u.start();
+  Inode& d = u.at("d");
+  auto names = u.fs->listxattr(d);
+  REQUIRE(names.ok());
+  CHECK(*names == std::vector<std::string>{"user.visible"});
+  CHECK(u.fs->getxattr(d, "trusted.overlay.opaque").error() == EOPNOTSUPP);
+  CHECK(u.fs->setxattr(d, "trusted.overlay.opaque", "n", 0).error() == EOPNOTSUPP);
+  CHECK(u.fs->setxattr(d, "user.overlay.foo", "n", 0).error() == EOPNOTSUPP);
+  CHECK(u.fs->removexattr(d, "user.overlay.opaque").error() == EOPNOTSUPP);
+  CHECK_FALSE(u.b.exists(1, "d"));  // refused before any copy-up
+  CHECK_LOWERS_UNCHANGED(u);
+}
+
+TEST_CASE("create writes a new file in the upper, parents copied up", "[union][create]") {
+  Union u(2);
+  u.b.dir(0, "d", 0751);
+  u.b.file(0, "d/old", "o");
+  u.start();
+  u.create("d", "new", "fresh", 0640);
+  CHECK(u.b.read(1, "d/new") == "fresh");
+  CHECK((u.b.stat(1, "d/new").st_mode & 07777) == 0640);
+  CHECK((u.b.stat(1, "d").st_mode & 07777) == 0751);
+  CHECK(u.names("d") == Names{"new", "old"});
+  CHECK(u.read("d/new") == "fresh");
+  auto again = u.fs->create(u.at("d"), "new", 0644, O_WRONLY | O_CREAT | O_EXCL, kRoot);
+  CHECK(again.error() == EEXIST);
+  auto old = u.fs->create(u.at("d"), "old", 0644, O_WRONLY | O_CREAT | O_EXCL, kRoot);
+  CHECK(old.error() == EEXIST);
+  CHECK_LOWERS_UNCHANGED(u);
+}
+
+TEST_CASE("create over a whiteout replaces it and does not resurrect the lower file",
+          "[union][create]") {
+  for (Options o : {kPriv, kOciOpts}) {
+    INFO("write_oci " << (o.whiteout == WhiteoutMode::kOci));
+    Union u(2);
+    u.b.file(0, "f", "lower");
+    u.start(o);
+    REQUIRE(u.fs->unlink(u.fs->root(), "f").ok());
+    CHECK(u.lookup_error("f") == ENOENT);
+    u.create("", "f", "new");
+    CHECK(u.read("f") == "new");
+    CHECK(u.names("") == Names{"f"});
+    CHECK(u.b.read(1, "f") == "new");
+    CHECK_LOWERS_UNCHANGED(u);
+  }
+}
+
+TEST_CASE("mkdir, symlink and mknod create in the upper", "[union][create]") {
+  Union u(2);
+  u.b.dir(0, "d");
+  u.start();
+  auto m = u.fs->mkdir(u.at("d"), "sub", 0710, kRoot);
+  REQUIRE(m.ok());
+  CHECK(S_ISDIR(m->attr.st_mode));
+  CHECK((u.b.stat(1, "d/sub").st_mode & 07777) == 0710);
+  auto s = u.fs->symlink("t/a/r", u.at("d"), "ln", kRoot);
+  REQUIRE(s.ok());
+  CHECK(S_ISLNK(s->attr.st_mode));
+  CHECK(*u.fs->readlink(*s->inode) == "t/a/r");
+  auto n = u.fs->mknod(u.at("d"), "p", S_IFIFO | 0600, 0, kRoot);
+  REQUIRE(n.ok());
+  CHECK(S_ISFIFO(u.b.stat(1, "d/p").st_mode));
+  CHECK(u.names("d") == Names{"ln", "p", "sub"});
+  CHECK(u.fs->mkdir(u.at("d"), "sub", 0755, kRoot).error() == EEXIST);
+  CHECK_LOWERS_UNCHANGED(u);
+}
+
+TEST_CASE("new objects belong to the caller when privileged", "[union][create]") {
+  Union u(2);
+  u.start(kPriv);
+  Caller who{3000, 4000};
+  auto c = u.fs->create(u.fs->root(), "f", 0644, O_WRONLY | O_CREAT, who);
+  REQUIRE(c.ok());
+  CHECK(u.b.stat(1, "f").st_uid == 3000u);
+  CHECK(u.b.stat(1, "f").st_gid == 4000u);
+  REQUIRE(u.fs->mkdir(u.fs->root(), "d", 0755, who).ok());
+  CHECK(u.b.stat(1, "d").st_uid == 3000u);
+  CHECK_LOWERS_UNCHANGED(u);
+}
+
+TEST_CASE("name length limits: ENAMETOOLONG", "[union][create]") {
+  Union u(2);
+  SECTION("kernel format: NAME_MAX") {
+    u.start(kPriv);
+    std::string n256(NAME_MAX + 1, 'n'), n255(NAME_MAX, 'n');
+    CHECK(u.fs->create(u.fs->root(), n256, 0644, O_WRONLY | O_CREAT, kRoot).error() ==
+          ENAMETOOLONG);
+    CHECK(u.fs->mkdir(u.fs->root(), n256, 0755, kRoot).error() == ENAMETOOLONG);
+    CHECK(u.fs->symlink("t", u.fs->root(), n256, kRoot).error() == ENAMETOOLONG);
+    CHECK(u.fs->unlink(u.fs->root(), n256).error() == ENAMETOOLONG);
+    CHECK(u.fs->create(u.fs->root(), n255, 0644, O_WRONLY | O_CREAT, kRoot).ok());
+    CHECK(u.b.exists(1, n255));
+    CHECK(u.fs->statfs()->f_namemax == NAME_MAX);
+  }
+  SECTION("OCI format leaves room for .wh.") {
+    u.start(kOciOpts);
+    CHECK(u.fs->create(u.fs->root(), std::string(252, 'n'), 0644, O_WRONLY | O_CREAT, kRoot)
+              .error() == ENAMETOOLONG);
+    CHECK(u.fs->create(u.fs->root(), std::string(251, 'n'), 0644, O_WRONLY | O_CREAT, kRoot).ok());
+    CHECK(u.fs->statfs()->f_namemax == NAME_MAX - 4);
+  }
+  CHECK_LOWERS_UNCHANGED(u);
+}
+
+TEST_CASE("marker and internal names cannot be created, except .wh. in kOverlay",
+          "[union][create]") {
+  Union u(2);
+  const std::string tmp = std::string(kTempPrefix) + "1.1";
+  SECTION("kAuto and kOci refuse .wh. names") {
+    for (Options o : {kPriv, kUnpriv, kOciOpts}) {
+      Union v(2);
+      v.start(o);
+      Inode& root = v.fs->root();
+      CHECK(v.fs->create(root, ".wh.x", 0644, O_WRONLY | O_CREAT, kRoot).error() == EINVAL);
+      CHECK(v.fs->create(root, ".wh..wh..opq", 0644, O_WRONLY | O_CREAT, kRoot).error() == EINVAL);
+      CHECK(v.fs->mkdir(root, ".wh.x", 0755, kRoot).error() == EINVAL);
+      CHECK(v.fs->symlink("t", root, ".wh.x", kRoot).error() == EINVAL);
+      CHECK(v.fs->mknod(root, ".wh.x", S_IFIFO | 0600, 0, kRoot).error() == EINVAL);
+      CHECK(v.fs->create(root, tmp, 0644, O_WRONLY | O_CREAT, kRoot).error() == EINVAL);
+      CHECK_FALSE(v.b.exists(1, ".wh.x"));
+    }
+  }
+  SECTION("kOverlay allows .wh. names but not internal ones") {
+    u.start(kOverlayOpts);
+    Inode& root = u.fs->root();
+    auto c = u.fs->create(root, ".wh.x", 0644, O_WRONLY | O_CREAT, kRoot);
+    REQUIRE(c.ok());
+    CHECK(u.b.exists(1, ".wh.x"));
+    CHECK(u.names("") == Names{".wh.x"});
+    CHECK(u.fs->create(root, tmp, 0644, O_WRONLY | O_CREAT, kRoot).error() == EINVAL);
+    u.b.file(1, tmp + "x", "internal");
+    CHECK(u.lookup_error(tmp + "x") == ENOENT);
+    CHECK(u.names("") == Names{".wh.x"});
+  }
+}
+
+TEST_CASE("temporary names in any layer are never listed", "[union][readdir]") {
+  Union u(2);
+  u.b.file(0, std::string(kTempPrefix) + "5.5", "low");
+  u.b.file(1, std::string(kTempPrefix) + "6.6", "up");
+  u.b.file(1, "visible", "v");
+  for (Options o : {kPriv, kOverlayOpts, kOciOpts}) {
+    u.start(o);
+    CHECK(u.names("") == Names{"visible"});
+    CHECK(u.lookup_error(std::string(kTempPrefix) + "5.5") == ENOENT);
+  }
+}
+
+TEST_CASE("unlink of a lower file leaves a whiteout in the write format", "[union][whiteout]") {
+  struct Case {
+    Options opts;
+    bool kernel;
+  };
+  for (Case c :
+       {Case{kPriv, true}, Case{kOverlayOpts, true}, Case{{WhiteoutMode::kOverlay, false}, true},
+        Case{kOciOpts, false}, Case{kUnpriv, false}}) {
+    INFO("mode " << static_cast<int>(c.opts.whiteout) << " privileged " << c.opts.privileged);
+    Union u(2);
+    u.b.file(0, "f", "lower");
+    u.b.file(0, "keep", "k");
+    u.start(c.opts);
+    REQUIRE(u.fs->unlink(u.fs->root(), "f").ok());
+    CHECK(u.lookup_error("f") == ENOENT);
+    CHECK(u.names("") == Names{"keep"});
+    if (c.kernel) {
+      CHECK(is_kernel_wh(u.b, 1, "f"));
+      CHECK_FALSE(u.b.exists(1, ".wh.f"));
+    } else {
+      CHECK_FALSE(u.b.exists(1, "f"));
+      REQUIRE(u.b.exists(1, ".wh.f"));
+      CHECK(S_ISREG(u.b.stat(1, ".wh.f").st_mode));
+      CHECK(u.b.stat(1, ".wh.f").st_size == 0);
+    }
+    CHECK(u.fs->unlink(u.fs->root(), "f").error() == ENOENT);
+    CHECK_LOWERS_UNCHANGED(u);
+  }
+}
+
+TEST_CASE("unlink of an upper-only file leaves no whiteout, of a copied-up one it does",
+          "[union][whiteout]") {
+  Union u(2);
+  u.b.file(0, "low", "l");
+  u.b.file(1, "up", "u");
+  u.start(kPriv);
+  REQUIRE(u.fs->unlink(u.fs->root(), "up").ok());
+  CHECK_FALSE(u.b.exists(1, "up"));
+  u.write("low", "L");
+  REQUIRE(u.b.exists(1, "low"));
+  REQUIRE(u.fs->unlink(u.fs->root(), "low").ok());
+  CHECK(is_kernel_wh(u.b, 1, "low"));
+  CHECK(u.names("").empty());
+  CHECK_LOWERS_UNCHANGED(u);
+}
+
+TEST_CASE("unlink and rmdir check the type", "[union][whiteout]") {
+  Union u(2);
+  u.b.file(0, "f", "f");
+  u.b.dir(0, "d");
+  u.start();
+  CHECK(u.fs->unlink(u.fs->root(), "d").error() == EISDIR);
+  CHECK(u.fs->rmdir(u.fs->root(), "f").error() == ENOTDIR);
+  CHECK(u.fs->rmdir(u.fs->root(), "missing").error() == ENOENT);
+  CHECK_LOWERS_UNCHANGED(u);
+}
+
+TEST_CASE("rmdir of a non-empty merged directory is ENOTEMPTY", "[union][whiteout]") {
+  Union u(3);
+  u.b.file(0, "d/low", "l");
+  u.b.dir(1, "d");
+  u.b.dir(2, "d");
+  u.b.dir(0, "e");
+  u.b.file(1, "e/mid", "m");
+  u.start();
+  CHECK(u.fs->rmdir(u.fs->root(), "d").error() == ENOTEMPTY);
+  CHECK(u.fs->rmdir(u.fs->root(), "e").error() == ENOTEMPTY);
+  CHECK(u.names("d") == Names{"low"});
+  CHECK_LOWERS_UNCHANGED(u);
+}
+
+TEST_CASE("rmdir of a merged directory emptied by whiteouts, then mkdir: opaque",
+          "[union][whiteout]") {
+  struct Case {
+    Options opts;
+    bool kernel;
+  };
+  for (Case c : {Case{kPriv, true}, Case{kOciOpts, false}, Case{kUnpriv, false}}) {
+    INFO("mode " << static_cast<int>(c.opts.whiteout) << " privileged " << c.opts.privileged);
+    Union u(3);
+    u.b.file(0, "d/x", "x");
+    u.b.file(1, "d/y", "y");
+    u.b.file(0, "d/sub/z", "z");
+    u.start(c.opts);
+    REQUIRE(u.fs->unlink(u.at("d"), "x").ok());
+    REQUIRE(u.fs->unlink(u.at("d"), "y").ok());
+    CHECK(u.fs->rmdir(u.fs->root(), "d").error() == ENOTEMPTY);
+    REQUIRE(u.fs->unlink(u.at("d/sub"), "z").ok());
+    REQUIRE(u.fs->rmdir(u.at("d"), "sub").ok());
+    CHECK(u.names("d").empty());
+    REQUIRE(u.fs->rmdir(u.fs->root(), "d").ok());
+    CHECK(u.lookup_error("d") == ENOENT);
+    CHECK(u.names("").empty());
+    if (c.kernel) {
+      CHECK(is_kernel_wh(u.b, 2, "d"));
+    } else {
+      CHECK(u.b.exists(2, ".wh.d"));
+      CHECK_FALSE(u.b.exists(2, "d"));
+    }
+
+    auto m = u.fs->mkdir(u.fs->root(), "d", 0755, kRoot);
+    REQUIRE(m.ok());
+    CHECK(u.names("d").empty());
+    CHECK(u.lookup_error("d/x") == ENOENT);
+    CHECK(u.lookup_error("d/sub") == ENOENT);
+    REQUIRE(S_ISDIR(u.b.stat(2, "d").st_mode));
+    if (c.kernel) {
+      CHECK(test::get_xattr(u.b.path(2, "d"), "trusted.overlay.opaque") == "y");
+    } else {
+      CHECK(u.b.exists(2, "d/.wh..wh..opq"));
+    }
+    u.create("d", "new", "n");
+    CHECK(u.names("d") == Names{"new"});
+    // And the opacity holds for a fresh union over the same layers.
+    u.start(c.opts);
+    CHECK(u.names("d") == Names{"new"});
+    CHECK(u.names("").size() == 1);
+    CHECK_LOWERS_UNCHANGED(u);
+  }
+}
+
+TEST_CASE("link of a lower file copies it up, both names are one inode", "[union][link]") {
+  Union u(2);
+  u.b.file(0, "f", "data");
+  u.start();
+  Inode& f = u.at("f");
+  uint64_t ino = u.fs->getattr(f)->st_ino;
+  auto l = u.fs->link(f, u.fs->root(), "hl");
+  REQUIRE(l.ok());
+  CHECK(l->inode == &f);
+  CHECK(l->attr.st_nlink == 2u);
+  CHECK(l->attr.st_ino == ino);
+  CHECK(u.fs->getattr(f)->st_nlink == 2u);
+  CHECK(u.attr("hl").st_ino == ino);
+  CHECK(u.b.stat(1, "f").st_ino == u.b.stat(1, "hl").st_ino);
+  CHECK(u.b.stat(0, "f").st_nlink == 1u);
+  CHECK(u.entry("", "hl").ino == ino);
+  CHECK(u.entry("", "f").ino == ino);
+  // Writes through one name show through the other.
+  u.write("hl", "D");
+  CHECK(u.read("f") == "Data");
+  // Unlinking one name keeps the other, and its identity.
+  REQUIRE(u.fs->unlink(u.fs->root(), "f").ok());
+  CHECK(u.attr("hl").st_ino == ino);
+  CHECK(u.attr("hl").st_nlink == 1u);
+  CHECK(u.fs->link(u.at("hl"), u.fs->root(), "hl").error() == EEXIST);
+  CHECK(u.fs->link(u.at(""), u.fs->root(), "x").error() == EPERM);
+  CHECK_LOWERS_UNCHANGED(u);
+}
+
+TEST_CASE("st_ino is stable across copy-up", "[union][ino]") {
+  Union u(3);
+  u.b.file(0, "d/f", "data");
+  u.b.dir(1, "d");
+  u.start();
+  Inode& f = u.at("d/f");
+  Inode& d = u.at("d");
+  uint64_t f_ino = u.fs->getattr(f)->st_ino, d_ino = u.fs->getattr(d)->st_ino;
+  CHECK(f_ino == u.b.stat(0, "d/f").st_ino);
+  CHECK(d_ino == u.b.stat(1, "d").st_ino);  // a merged directory: its topmost lower instance
+  u.write("d/f", "D");
+  REQUIRE(u.b.exists(2, "d/f"));
+  REQUIRE(u.b.stat(2, "d/f").st_ino != f_ino);
+  CHECK(u.fs->getattr(f)->st_ino == f_ino);
+  CHECK(u.fs->getattr(d)->st_ino == d_ino);
+  // After the kernel forgets it, a new lookup still gives the same number.
+  u.fs->forget(f, f.nlookup.load());
+  CHECK(u.attr("d/f").st_ino == f_ino);
+  CHECK(u.entry("d", "f").ino == f_ino);
+  // A fresh union over the same layers: st_ino is only promised for one mount's life, but
+  // the directory's number comes from its topmost lower instance and so holds.
+  u.start();
+  CHECK(u.attr("d").st_ino == d_ino);
+  CHECK_LOWERS_UNCHANGED(u);
+}
+
+TEST_CASE("st_ino from list() equals getattr's", "[union][ino]") {
+  Union u(3);
+  u.b.file(0, "lowfile", "l");
+  u.b.file(2, "upfile", "u");
+  u.b.file(0, "copied", "c");
+  u.b.dir(0, "merged");
+  u.b.dir(1, "merged");
+  u.b.dir(2, "merged");
+  u.b.dir(0, "lowdir");
+  u.b.dir(1, "middir");
+  u.b.dir(2, "updir");
+  u.b.symlink(1, "ln", "lowfile");
+  u.b.dir(0, "hidden_merge");
+  u.b.kernel_whiteout(1, "hidden_merge");
+  u.b.dir(2, "hidden_merge");
+  u.b.file(0, "shadowed", "0");
+  u.b.file(1, "shadowed", "1");
+  u.start();
+  u.write("copied", "C");
+  REQUIRE(u.fs->link(u.at("lowfile"), u.at("updir"), "hardlink").ok());
+  auto check_dir = [&](const std::string& dir) {
+    for (const DirEntry& e : u.list(dir)) {
+      std::string p = dir.empty() ? e.name : dir + "/" + e.name;
+      INFO(p);
+      struct stat st = u.attr(p);
+      CHECK(e.ino == st.st_ino);
+      CHECK(e.type == IFTODT(st.st_mode));
+    }
+  };
+  check_dir("");
+  check_dir("updir");
+  CHECK(u.names("").size() == 10);
+  CHECK_LOWERS_UNCHANGED(u);
+}
+
+TEST_CASE("a read-only stack refuses every change with EROFS", "[union][ro]") {
+  Union u(2);
+  u.b.file(0, "f", "f");
+  u.b.file(1, "g", "g");
+  u.b.dir(1, "d");
+  u.start(kPriv, true);
+  Inode& root = u.fs->root();
+  CHECK(u.read("f") == "f");
+  CHECK(u.names("") == Names{"d", "f", "g"});
+  CHECK(u.fs->create(root, "n", 0644, O_WRONLY | O_CREAT, kRoot).error() == EROFS);
+  CHECK(u.fs->mkdir(root, "n", 0755, kRoot).error() == EROFS);
+  CHECK(u.fs->mknod(root, "n", S_IFIFO | 0600, 0, kRoot).error() == EROFS);
+  CHECK(u.fs->symlink("t", root, "n", kRoot).error() == EROFS);
+  CHECK(u.fs->link(u.at("g"), root, "n").error() == EROFS);
+  CHECK(u.fs->unlink(root, "g").error() == EROFS);
+  CHECK(u.fs->rmdir(root, "d").error() == EROFS);
+  CHECK(u.rename("", "g", "", "h").error() == EROFS);
+  CHECK(u.fs->open(u.at("g"), O_WRONLY).error() == EROFS);
+  CHECK(u.fs->open(u.at("g"), O_RDONLY | O_TRUNC).error() == EROFS);
+  SetAttr a;
+  a.set_mode = true;
+  a.mode = 0600;
+  CHECK(u.fs->setattr(u.at("g"), a, -1).error() == EROFS);
+  CHECK(u.fs->setxattr(u.at("g"), "user.x", "1", 0).error() == EROFS);
+  CHECK(u.fs->copy_up(u.at("d")).error() == EROFS);
+  CHECK_LOWERS_UNCHANGED(u);
+}
+
+TEST_CASE("mknod of a char device 0/0 is refused (it would read back as a whiteout)",
+          "[union][create]") {
+  Union u(2);
+  u.start();
+  CHECK(u.fs->mknod(u.fs->root(), "c", S_IFCHR | 0600, makedev(0, 0), kRoot).error() == EPERM);
+  CHECK_FALSE(u.b.exists(1, "c"));
+  auto ok = u.fs->mknod(u.fs->root(), "null", S_IFCHR | 0600, makedev(1, 3), kRoot);
+  REQUIRE(ok.ok());
+  CHECK(u.names("") == Names{"null"});
+  CHECK_LOWERS_UNCHANGED(u);
+}
+
+TEST_CASE("a name made over an OCI whiteout drops the .wh. file and hides the lower",
+          "[union][whiteout]") {
+  Union u(2);
+  u.b.file(0, "f", "lower");
+  u.b.file(0, "d/old", "o");
+  u.start(kOciOpts);
+  REQUIRE(u.fs->unlink(u.fs->root(), "f").ok());
+  REQUIRE(u.fs->unlink(u.at("d"), "old").ok());
+  REQUIRE(u.fs->rmdir(u.fs->root(), "d").ok());
+  REQUIRE(u.b.exists(1, ".wh.f"));
+  REQUIRE(u.b.exists(1, ".wh.d"));
+  u.create("", "f", "new");
+  REQUIRE(u.fs->mkdir(u.fs->root(), "d", 0755, kRoot).ok());
+  CHECK_FALSE(u.b.exists(1, ".wh.f"));
+  CHECK_FALSE(u.b.exists(1, ".wh.d"));
+  CHECK(u.b.exists(1, "d/.wh..wh..opq"));
+  CHECK(u.read("f") == "new");
+  CHECK(u.names("d").empty());
+  // Removing them again brings the whiteouts back.
+  REQUIRE(u.fs->unlink(u.fs->root(), "f").ok());
+  REQUIRE(u.fs->rmdir(u.fs->root(), "d").ok());
+  CHECK(u.b.exists(1, ".wh.f"));
+  CHECK(u.b.exists(1, ".wh.d"));
+  CHECK_FALSE(u.b.exists(1, "f"));
+  CHECK_FALSE(u.b.exists(1, "d"));
+  CHECK(u.names("").empty());
+  u.start(kOciOpts);
+  CHECK(u.names("").empty());
+  CHECK_LOWERS_UNCHANGED(u);
+}
+
+TEST_CASE("lower hard links break on copy-up like overlayfs without index", "[union][link]") {
+  Union u(2);
+  u.b.file(0, "a", "shared");
+  REQUIRE(::link(u.b.path(0, "a").c_str(), u.b.path(0, "b").c_str()) == 0);
+  u.start();
+  uint64_t ino_a = u.attr("a").st_ino, ino_b = u.attr("b").st_ino;
+  CHECK(ino_a == u.b.stat(0, "a").st_ino);
+  CHECK(ino_b == ino_a);
+  CHECK(u.at("a").st_ino == u.at("b").st_ino);
+  CHECK(&u.at("a") != &u.at("b"));  // one inode per name
+  u.write("a", "S");
+  CHECK(u.read("a") == "Shared");
+  CHECK(u.read("b") == "shared");
+  CHECK(u.b.read(0, "a") == "shared");
+  // Identity after the copy-up: as overlayfs, the copy reports its own number; in any case
+  // list() and getattr agree, and the other name keeps the lower number.
+  CHECK(u.attr("b").st_ino == ino_b);
+  CHECK(u.entry("", "a").ino == u.attr("a").st_ino);
+  CHECK(u.entry("", "b").ino == u.attr("b").st_ino);
+  CHECK(u.attr("a").st_ino != u.attr("b").st_ino);
+  CHECK_LOWERS_UNCHANGED(u);
+}
+
+TEST_CASE("link, symlink and mknod over a kernel whiteout replace it", "[union][create]") {
+  Union u(2);
+  u.b.file(0, "a", "A");
+  u.b.file(0, "b", "B");
+  u.b.file(0, "c", "C");
+  u.b.file(0, "p", "P");
+  u.start(kPriv);
+  for (const char* n : {"b", "c", "p"}) REQUIRE(u.fs->unlink(u.fs->root(), n).ok());
+  REQUIRE(is_kernel_wh(u.b, 1, "b"));
+  auto l = u.fs->link(u.at("a"), u.fs->root(), "b");
+  REQUIRE(l.ok());
+  CHECK(u.read("b") == "A");
+  CHECK(l->attr.st_nlink == 2u);
+  auto sl = u.fs->symlink("target", u.fs->root(), "c", kRoot);
+  REQUIRE(sl.ok());
+  CHECK(*u.fs->readlink(u.at("c")) == "target");
+  REQUIRE(u.fs->mknod(u.fs->root(), "p", S_IFIFO | 0600, 0, kRoot).ok());
+  CHECK(S_ISFIFO(u.attr("p").st_mode));
+  CHECK(u.names("") == Names{"a", "b", "c", "p"});
+  CHECK(S_ISREG(u.b.stat(1, "b").st_mode));
+  CHECK(S_ISLNK(u.b.stat(1, "c").st_mode));
+  CHECK(S_ISFIFO(u.b.stat(1, "p").st_mode));
+  CHECK_LOWERS_UNCHANGED(u);
+}
+
+}  // namespace
+}  // namespace unionfs
