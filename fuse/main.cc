@@ -37,6 +37,8 @@ constexpr const char* kUsage =
     "                      root and OCI's otherwise; overlay: kernel format only (\".wh.\" names\n"
     "                      are plain files); oci: write \".wh.\" files\n"
     "  -o timeout=SECONDS  how long the kernel caches entries and attributes (default 86400)\n"
+    "  -o threads=N        at most N worker threads (default 16; 1 = -s)\n"
+    "  -o idle_threads=N   keep at most N idle workers (default: libfuse's)\n"
     "  -o OPT              any other option is passed to FUSE (e.g. allow_other)\n"
     "  -h, --help          this text\n"
     "  -V, --version       the version\n";
@@ -48,6 +50,8 @@ struct Cli {
   bool read_only = false;
   WhiteoutMode whiteout = WhiteoutMode::kAuto;
   double timeout = 86400.0;
+  unsigned max_threads = 16;
+  int idle_threads = -1;  // libfuse's default
   std::vector<std::string> fuse_opts;
   std::string layers;
   std::string mountpoint;
@@ -66,6 +70,16 @@ void parse_option(Cli& cli, const std::string& opt) {
     else if (v == "overlay") cli.whiteout = WhiteoutMode::kOverlay;
     else if (v == "oci") cli.whiteout = WhiteoutMode::kOci;
     else throw SetupError("bad value for whiteout= '" + v + "' (auto, overlay or oci)");
+  } else if (opt.starts_with("threads=") || opt.starts_with("idle_threads=")) {
+    const bool idle = opt[0] == 'i';
+    char* end = nullptr;
+    const long n = std::strtol(opt.c_str() + opt.find('=') + 1, &end, 10);
+    if (*end != '\0' || n < (idle ? 0 : 1) || n > 1024) throw SetupError("bad value for " + opt);
+    if (idle) {
+      cli.idle_threads = static_cast<int>(n);
+    } else {
+      cli.max_threads = static_cast<unsigned>(n);
+    }
   } else if (opt.starts_with("timeout=")) {
     char* end = nullptr;
     cli.timeout = std::strtod(opt.c_str() + 8, &end);
@@ -202,12 +216,13 @@ int run(int argc, char** argv) {
     return 1;
   }
   int rc;
-  if (cli.single_thread) {
+  if (cli.single_thread || cli.max_threads == 1) {
     rc = fuse_session_loop(se);
   } else {
     fuse_loop_config* cfg = fuse_loop_cfg_create();
     fuse_loop_cfg_set_clone_fd(cfg, 0);
-    fuse_loop_cfg_set_max_threads(cfg, 16);
+    fuse_loop_cfg_set_max_threads(cfg, cli.max_threads);
+    if (cli.idle_threads >= 0) fuse_loop_cfg_set_idle_threads(cfg, static_cast<unsigned>(cli.idle_threads));
     rc = fuse_session_loop_mt(se, cfg);
     fuse_loop_cfg_destroy(cfg);
   }
