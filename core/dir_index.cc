@@ -17,34 +17,41 @@ bool closed(const std::vector<IndexHit>& hits) {
 
 }  // namespace
 
+Result<LayerListing> read_layer_dir(const WhiteoutFormat& fmt, const LayerDir& dir) {
+  UNIONFS_ASSIGN_OR_RETURN(std::vector<sys::DirEnt> ents, sys::read_dir(dir.get()));
+  LayerListing out;
+  out.entries.reserve(ents.size());
+  for (sys::DirEnt& e : ents) {
+    if (e.name.starts_with(kTempPrefix)) continue;
+    if (fmt.read_oci() && e.name.starts_with(kOciWhiteoutPrefix)) {
+      if (e.name != kOciOpaqueName) out.oci_whiteouts.push_back(e.name.substr(kOciWhiteoutPrefix.size()));
+      continue;
+    }
+    if (e.type == DT_CHR || e.type == DT_UNKNOWN || (e.type == DT_REG && dir.xwhiteouts)) {
+      auto st = sys::stat_at(dir.get(), e.name.c_str());
+      if (!st) continue;  // removed meanwhile (the upper), or a lower changed under the mount
+      e.type = static_cast<unsigned char>(IFTODT(st->st_mode));
+      if (is_kernel_whiteout(*st) ||
+          (dir.xwhiteouts && S_ISREG(st->st_mode) && st->st_size == 0 &&
+           fmt.is_xattr_whiteout(dir.get(), e.name.c_str()))) {
+        e.type = kDtWhiteout;
+      }
+    }
+    out.entries.push_back(std::move(e));
+  }
+  return out;
+}
+
 Result<std::shared_ptr<const DirIndex>> DirIndex::build(const WhiteoutFormat& fmt, DirParts lower) {
   auto index = std::make_shared<DirIndex>();
   for (uint32_t p = 0; p < lower.size(); ++p) {
-    const LayerDir& part = lower[p];
-    UNIONFS_ASSIGN_OR_RETURN(std::vector<sys::DirEnt> ents, sys::read_dir(part.get()));
-    std::vector<std::string> oci_whiteouts;
-    for (sys::DirEnt& e : ents) {
-      if (e.name.starts_with(kTempPrefix)) continue;
-      if (fmt.read_oci() && e.name.starts_with(kOciWhiteoutPrefix)) {
-        if (e.name != kOciOpaqueName) oci_whiteouts.push_back(e.name.substr(kOciWhiteoutPrefix.size()));
-        continue;
-      }
-      unsigned char type = e.type;
-      if (type == DT_CHR || type == DT_UNKNOWN || (type == DT_REG && part.xwhiteouts)) {
-        auto st = sys::stat_at(part.get(), e.name.c_str());
-        if (!st) continue;  // a lower layer changed under the mount: undefined, as in overlayfs
-        type = static_cast<unsigned char>(IFTODT(st->st_mode));
-        if (is_kernel_whiteout(*st) ||
-            (part.xwhiteouts && S_ISREG(st->st_mode) && st->st_size == 0 &&
-             fmt.is_xattr_whiteout(part.get(), e.name.c_str()))) {
-          type = kDtWhiteout;
-        }
-      }
+    UNIONFS_ASSIGN_OR_RETURN(LayerListing listing, read_layer_dir(fmt, lower[p]));
+    for (sys::DirEnt& e : listing.entries) {
       std::vector<IndexHit>& hits = index->map_[std::move(e.name)];
-      if (!closed(hits)) hits.push_back(IndexHit{p, type, false, e.ino});
+      if (!closed(hits)) hits.push_back(IndexHit{p, e.type, false, e.ino});
     }
     // ".wh.NAME" hides NAME in the layers below; a NAME in its own layer survives it.
-    for (std::string& n : oci_whiteouts) {
+    for (std::string& n : listing.oci_whiteouts) {
       std::vector<IndexHit>& hits = index->map_[std::move(n)];
       if (closed(hits)) continue;
       if (!hits.empty() && hits.back().part == p) {

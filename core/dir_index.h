@@ -18,11 +18,23 @@
 #include "core/hash.h"
 #include "core/lookup.h"
 #include "core/result.h"
+#include "core/sys.h"
 #include "core/whiteout.h"
 
 namespace unionfs {
 
 inline constexpr unsigned char kDtWhiteout = 0xff;  ///< Hit::type of a whiteout
+
+/// One directory instance's entries, classified: `entries` have their real type (DT_*, never
+/// DT_UNKNOWN) or kDtWhiteout; OCI markers and internal names are not among them, and
+/// `oci_whiteouts` holds the names that ".wh.NAME" files white out.
+struct LayerListing {
+  std::vector<sys::DirEnt> entries;
+  std::vector<std::string> oci_whiteouts;
+};
+/// Reads one directory instance with getdents; only DT_CHR entries (and, in "x" directories,
+/// DT_REG ones) are stat'ed, to find whiteouts.
+Result<LayerListing> read_layer_dir(const WhiteoutFormat& fmt, const LayerDir& dir);
 
 /// One lower instance's entry for a name.
 struct IndexHit {

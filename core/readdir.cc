@@ -31,32 +31,18 @@ Result<std::vector<DirEntry>> UnionFs::list(Inode& dir) {
   if (!parts.empty() && stack_.is_upper(parts.front().layer)) {
     const LayerDir& up = parts.front();
     const dev_t dev = stack_.layer(up.layer).dev;
-    UNIONFS_ASSIGN_OR_RETURN(std::vector<sys::DirEnt> ents, sys::read_dir(up.get()));
-    std::vector<std::string> oci_whiteouts;
-    for (sys::DirEnt& e : ents) {
-      if (e.name.starts_with(kTempPrefix)) continue;
-      if (fmt_.read_oci() && e.name.starts_with(kOciWhiteoutPrefix)) {
-        if (e.name != kOciOpaqueName) oci_whiteouts.push_back(e.name.substr(kOciWhiteoutPrefix.size()));
+    UNIONFS_ASSIGN_OR_RETURN(LayerListing listing, read_layer_dir(fmt_, up));
+    for (sys::DirEnt& e : listing.entries) {
+      if (e.type == kDtWhiteout) {
+        upper_names[e.name].whiteout = true;
         continue;
       }
-      unsigned char type = e.type;
-      if (type == DT_CHR || type == DT_UNKNOWN || (type == DT_REG && up.xwhiteouts)) {
-        auto st = sys::stat_at(up.get(), e.name.c_str());
-        if (!st) continue;  // removed meanwhile
-        type = static_cast<unsigned char>(IFTODT(st->st_mode));
-        if (is_kernel_whiteout(*st) ||
-            (up.xwhiteouts && S_ISREG(st->st_mode) && st->st_size == 0 &&
-             fmt_.is_xattr_whiteout(up.get(), e.name.c_str()))) {
-          upper_names[e.name].whiteout = true;
-          continue;
-        }
-      }
       uint64_t ino = stack_.st_ino(dev, e.ino);
-      if (type != DT_DIR) (void)upper_key(dev, e.ino, &ino);
-      upper_names[e.name].dir = type == DT_DIR;
-      out.push_back({std::move(e.name), ino, type});
+      if (e.type != DT_DIR) (void)upper_key(dev, e.ino, &ino);
+      upper_names[e.name].dir = e.type == DT_DIR;
+      out.push_back({std::move(e.name), ino, e.type});
     }
-    for (std::string& n : oci_whiteouts) {
+    for (std::string& n : listing.oci_whiteouts) {
       auto [it, fresh] = upper_names.try_emplace(std::move(n));
       if (fresh) {
         it->second.whiteout = true;
