@@ -36,11 +36,12 @@ namespace {
 
 // Opens a directory instance and reads its opacity. `oci_hides`: whether an OCI ".wh.NAME"
 // stands beside it in its layer, if already known.
+// `fd` is the instance when the caller has opened it already.
 Result<LayerDir> open_part(const WhiteoutFormat& fmt, const LayerDir& parent,
                            std::string_view name, std::optional<bool> oci_hides,
-                           bool* hides_lower) {
-  std::string n(name);
-  auto fd = sys::open_at(parent.get(), n.c_str(), O_RDONLY | O_DIRECTORY);
+                           bool* hides_lower, UniqueFd opened = UniqueFd()) {
+  Result<UniqueFd> fd = std::move(opened);
+  if (!fd->valid()) fd = sys::open_at(parent.get(), std::string(name).c_str(), O_RDONLY | O_DIRECTORY);
   if (!fd) return Errno{fd.error()};
   LayerDir d;
   d.layer = parent.layer;
@@ -100,6 +101,22 @@ class Search {
     return hides_lower;
   }
 
+  /// Folds in a directory instance below the topmost directory, already opened.
+  Result<bool> take_dir(const LayerDir& part, UniqueFd fd) {
+    if (!seen_lower_ && !stack_.is_upper(part.layer)) {
+      UNIONFS_ASSIGN_OR_RETURN(struct stat st, sys::fstat(fd.get()));
+      f_.origin_dev = st.st_dev;
+      f_.origin_ino = st.st_ino;
+    }
+    if (!stack_.is_upper(part.layer)) seen_lower_ = true;
+    bool hides_lower = false;
+    UNIONFS_ASSIGN_OR_RETURN(LayerDir d, open_part(fmt_, part, name_, std::nullopt, &hides_lower,
+                                                   std::move(fd)));
+    f_.parts.push_back(std::move(d));
+    return hides_lower;
+  }
+
+  [[nodiscard]] bool found_dir() const { return f_.exists && S_ISDIR(f_.st.st_mode); }
   Found& found() { return f_; }
 
  private:
@@ -116,8 +133,23 @@ Result<Found> lookup_name(const LayerStack& stack, const WhiteoutFormat& fmt,
                           const DirParts& parent, std::string_view name,
                           const DirIndex* lower_index) {
   Search search(stack, fmt, name);
+  const std::string n(name);
   for (const LayerDir& part : parent) {
     if (lower_index && !stack.is_upper(part.layer)) break;
+    if (search.found_dir()) {
+      // Below a directory only directories matter, and one openat tells them apart: a
+      // whiteout or any other non-directory (ENOTDIR, ELOOP) ends the merge.
+      auto fd = sys::open_at(part.get(), n.c_str(), O_RDONLY | O_DIRECTORY);
+      if (!fd) {
+        if (fd.error() == ENOTDIR || fd.error() == ELOOP) break;
+        if (fd.error() != ENOENT) return Errno{fd.error()};
+        if (fmt.has_oci_whiteout(part.get(), name)) break;
+        continue;
+      }
+      UNIONFS_ASSIGN_OR_RETURN(bool stop, search.take_dir(part, std::move(*fd)));
+      if (stop) break;
+      continue;
+    }
     UNIONFS_ASSIGN_OR_RETURN(ProbeResult p, probe(fmt, part, name));
     if (p.kind == Probe::kAbsent) continue;
     UNIONFS_ASSIGN_OR_RETURN(bool stop, search.take(part, p.kind == Probe::kWhiteout,

@@ -123,6 +123,13 @@ Status utimens_at(int dir, const char* name, const struct timespec times[2]) {
   return status_of(::utimensat(dir, name, times, AT_SYMLINK_NOFOLLOW));
 }
 Status ftruncate(int fd, off_t size) { return status_of(::ftruncate(fd, size)); }
+Result<size_t> pread(int fd, char* buf, size_t len, off_t off) {
+  for (;;) {
+    const ssize_t n = ::pread(fd, buf, len, off);
+    if (n >= 0) return static_cast<size_t>(n);
+    if (errno != EINTR) return last_errno();
+  }
+}
 Status fsync(int fd, bool datasync) {
   return status_of(datasync ? ::fdatasync(fd) : ::fsync(fd));
 }

@@ -45,6 +45,8 @@ Status chown_at(int dir, const char* name, uid_t uid, gid_t gid);  ///< never fo
 Status chmod_fd(int fd, mode_t mode);  ///< any fd incl. O_PATH (not for symlinks).
 Status utimens_at(int dir, const char* name, const struct timespec times[2]);
 Status ftruncate(int fd, off_t size);
+/// pread(2), retried on EINTR: the number of bytes read (0 at the end).
+Result<size_t> pread(int fd, char* buf, size_t len, off_t off);
 Status fsync(int fd, bool datasync);
 Status fallocate(int fd, int mode, off_t offset, off_t length);
 

@@ -34,7 +34,14 @@ bool WhiteoutFormat::is_reserved_name(std::string_view name) const {
 }
 
 Opacity WhiteoutFormat::dir_opacity(int dir_fd) const {
+  // Most directories carry no opaque xattr: one listxattr answers for both names.
+  auto names = sys::listxattr(dir_fd);
+  bool maybe = !names.ok();
+  for (const std::string& n : names.ok() ? *names : std::vector<std::string>{}) {
+    maybe = maybe || n == kOpaqueXattrs[0] || n == kOpaqueXattrs[1];
+  }
   for (const char* attr : kOpaqueXattrs) {
+    if (!maybe) break;
     if (!(attr[0] == 't' ? read_trusted_ : read_user_)) continue;
     auto v = sys::getxattr(dir_fd, attr);
     if (v.ok()) {

@@ -17,6 +17,7 @@
 #include "core/union_fs.h"
 #include "fuse/ops.h"
 #include "fuse/which.h"
+#include "fuse/tools.h"
 
 namespace unionfs::fuse {
 namespace {
@@ -24,6 +25,7 @@ namespace {
 constexpr const char* kUsage =
     "usage: unionfs-cpp [options] LOWER1[:LOWER2...]:UPPER MOUNTPOINT\n"
     "       unionfs-cpp which LAYERS PATH\n"
+    "       unionfs-cpp diff [--format json] [--exclude PATH]... | layers [--bytes] [--format json] LAYERS\n"
     "\n"
     "Mounts a union of directories, listed bottom to top; the last one is the writable upper\n"
     "layer. Lookups go top-down; whiteouts and opaque directories hide what lies below.\n"
@@ -170,6 +172,7 @@ int run(int argc, char** argv) {
     }
   }
   if (argc > 1 && std::string(argv[1]) == "which") return run_which(argc - 1, argv + 1);
+  if (argc > 1 && is_tool(argv[1])) return run_tool(argc - 1, argv + 1);
 
   Cli cli = parse(argc, argv);
   const bool root = ::geteuid() == 0;
