@@ -2,6 +2,9 @@
 //   unionfs-cpp [-f] [-d] [-s] [-o OPT,...] LOWER1:...:UPPER MOUNTPOINT
 //   unionfs-cpp which LAYERS PATH
 #include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/mount.h>
 #include <fuse_lowlevel.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -9,13 +12,17 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <atomic>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/layer.h"
 #include "core/union_fs.h"
 #include "fuse/ops.h"
+#include "fuse/volumes.h"
 #include "fuse/which.h"
 #include "fuse/tools.h"
 
@@ -41,6 +48,10 @@ constexpr const char* kUsage =
     "  -o timeout=SECONDS  how long the kernel caches entries and attributes (default 86400)\n"
     "  -o threads=N        at most N worker threads (default 16; 1 = -s)\n"
     "  -o idle_threads=N   keep at most N idle workers (default: libfuse's)\n"
+    "  -v, --volume HOST_DIR:PATH, -o volume=HOST_DIR:PATH\n"
+    "                      bind-mount a host directory over PATH inside the mount (as root;\n"
+    "                      PATH is created in the upper if missing); taken down on SIGTERM,\n"
+    "                      or unmount everything with umount -R MOUNTPOINT\n"
     "  -o OPT              any other option is passed to FUSE (e.g. allow_other)\n"
     "  -h, --help          this text\n"
     "  -V, --version       the version\n";
@@ -55,6 +66,7 @@ struct Cli {
   unsigned max_threads = 16;
   int idle_threads = -1;  // libfuse's default
   std::vector<std::string> fuse_opts;
+  std::vector<Volume> volumes;
   std::string layers;
   std::string mountpoint;
 };
@@ -82,6 +94,8 @@ void parse_option(Cli& cli, const std::string& opt) {
     } else {
       cli.max_threads = static_cast<unsigned>(n);
     }
+  } else if (opt.starts_with("volume=")) {
+    cli.volumes.push_back(parse_volume(opt.substr(7)));
   } else if (opt.starts_with("timeout=")) {
     char* end = nullptr;
     cli.timeout = std::strtod(opt.c_str() + 8, &end);
@@ -117,6 +131,11 @@ Cli parse(int argc, char** argv) {
         if (comma == std::string::npos) break;
         start = comma + 1;
       }
+    } else if (a == "--volume" || a == "-v") {
+      if (++i >= argc) throw SetupError(a + " needs HOST_DIR:PATH");
+      cli.volumes.push_back(parse_volume(argv[i]));
+    } else if (a.starts_with("--volume=")) {
+      cli.volumes.push_back(parse_volume(a.substr(9)));
     } else if (a.size() > 1 && a[0] == '-') {
       throw SetupError("unknown option '" + a + "' (see --help)");
     } else {
@@ -129,6 +148,11 @@ Cli parse(int argc, char** argv) {
   }
   cli.layers = positional[0];
   cli.mountpoint = positional[1];
+  // Absolute, so that the daemon, which leaves its working directory, can still reach it.
+  if (char* real = ::realpath(cli.mountpoint.c_str(), nullptr)) {
+    cli.mountpoint = real;
+    ::free(real);
+  }
   return cli;
 }
 
@@ -159,6 +183,103 @@ void check_mountpoint(const std::string& mp) {
   if (!empty) throw SetupError("mount point '" + mp + "' is not empty");
 }
 
+// Runs the session loop until it is unmounted or told to exit.
+int loop(fuse_session* se, const Cli& cli) {
+  if (cli.single_thread || cli.max_threads == 1) return fuse_session_loop(se);
+  fuse_loop_config* cfg = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_clone_fd(cfg, 0);
+  fuse_loop_cfg_set_max_threads(cfg, cli.max_threads);
+  if (cli.idle_threads >= 0) fuse_loop_cfg_set_idle_threads(cfg, static_cast<unsigned>(cli.idle_threads));
+  int rc = fuse_session_loop_mt(se, cfg);
+  fuse_loop_cfg_destroy(cfg);
+  return rc;
+}
+
+// Ends the session from outside the loop: detaching the mount ends the connection, which
+// wakes every worker blocked on /dev/fuse.
+void end_session(fuse_session* se, const std::string& mountpoint) {
+  fuse_session_exit(se);
+  (void)::umount2(mountpoint.c_str(), MNT_DETACH);
+}
+
+// With volumes the bind mounts can only be made once the loop serves the lookups they need,
+// and must be undone while it still does. So the loop runs on a thread of its own; this thread
+// mounts the volumes, reports the outcome (to the waiting parent when daemonized, so that the
+// command fails with a clear message and leaves nothing mounted), then waits for SIGINT,
+// SIGTERM or SIGHUP, unmounts the volumes and ends the session. `report_fd` is the pipe to
+// the parent, or -1 in the foreground.
+int serve_with_volumes(fuse_session* se, const Cli& cli, int report_fd) {
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&sigs, sig);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);  // inherited by the loop's threads
+  std::atomic<bool> done{false};
+  int rc = 0;
+  std::thread worker([&] {
+    rc = loop(se, cli);
+    done = true;
+  });
+  const std::string err = mount_volumes(cli.mountpoint, cli.volumes);
+  std::string msg = err.empty() ? std::string("0") : "2unionfs-cpp: " + err + "\n";
+  if (report_fd >= 0) {
+    (void)!::write(report_fd, msg.data(), msg.size());
+    ::close(report_fd);
+    const int null = ::open("/dev/null", O_WRONLY | O_CLOEXEC);  // the terminal is the parent's
+    if (null >= 0) {
+      ::dup2(null, STDERR_FILENO);
+      ::close(null);
+    }
+  } else if (!err.empty()) {
+    std::fputs(msg.c_str() + 1, stderr);
+  }
+  if (!err.empty()) {
+    end_session(se, cli.mountpoint);
+    worker.join();
+    return 2;
+  }
+  while (!done) {
+    const timespec tick{0, 200'000'000};
+    if (sigtimedwait(&sigs, nullptr, &tick) > 0) {
+      unmount_volumes(cli.mountpoint, cli.volumes);
+      end_session(se, cli.mountpoint);
+      break;
+    }
+  }
+  worker.join();
+  unmount_volumes(cli.mountpoint, cli.volumes);  // after an external unmount: nothing left
+  return rc == 0 ? 0 : 1;
+}
+
+// Daemonizes for serve_with_volumes: the parent waits for the child's report and exits with
+// it. Returns the pipe's write end in the child; in the parent, never returns.
+int fork_reporting() {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) throw SetupError(std::string("pipe: ") + std::strerror(errno));
+  const pid_t pid = ::fork();
+  if (pid < 0) throw SetupError(std::string("fork: ") + std::strerror(errno));
+  if (pid > 0) {
+    ::close(fds[1]);
+    std::string msg;
+    char buf[512];
+    ssize_t n;
+    while ((n = ::read(fds[0], buf, sizeof(buf))) > 0) msg.append(buf, static_cast<size_t>(n));
+    if (msg.size() > 1) std::fputs(msg.c_str() + 1, stderr);
+    std::_Exit(msg.empty() ? 1 : msg[0] - '0');
+  }
+  ::close(fds[0]);
+  ::setsid();
+  if (::chdir("/") != 0) {
+    // harmless: the daemon uses only fds from here on
+  }
+  const int null = ::open("/dev/null", O_RDWR);
+  if (null >= 0) {
+    ::dup2(null, STDIN_FILENO);
+    ::dup2(null, STDOUT_FILENO);
+    if (null > STDERR_FILENO) ::close(null);
+  }
+  return fds[1];
+}
+
 int run(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -179,6 +300,10 @@ int run(int argc, char** argv) {
   LayerStack stack = LayerStack::open(cli.layers, cli.read_only);
   check_mountpoint(cli.mountpoint);
   UnionFs fs(std::move(stack), Options{cli.whiteout, root});
+  if (!cli.volumes.empty()) {
+    if (!root) throw SetupError("volumes are bind mounts: they need root");
+    prepare_volumes(fs, cli.volumes);
+  }
   Daemon daemon{&fs, cli.timeout};
 
   std::vector<std::string> args = {"unionfs-cpp"};
@@ -202,14 +327,22 @@ int run(int argc, char** argv) {
   } args_guard{&fargs};
   fuse_session* se = fuse_session_new(&fargs, &ops, sizeof(ops), &daemon);
   if (!se) throw SetupError("could not create the FUSE session (bad -o option?)");
-  if (fuse_set_signal_handlers(se) != 0) {
+  if (cli.volumes.empty() && fuse_set_signal_handlers(se) != 0) {
     fuse_session_destroy(se);
     throw SetupError("could not install signal handlers");
   }
   if (fuse_session_mount(se, cli.mountpoint.c_str()) != 0) {
-    fuse_remove_signal_handlers(se);
+    if (cli.volumes.empty()) fuse_remove_signal_handlers(se);
     fuse_session_destroy(se);
     throw SetupError("could not mount on '" + cli.mountpoint + "'");
+  }
+  if (!cli.volumes.empty()) {
+    // stderr stays open in the child until the report is sent; the parent prints it.
+    const int report_fd = cli.foreground ? -1 : fork_reporting();
+    const int rc = serve_with_volumes(se, cli, report_fd);
+    fuse_session_unmount(se);
+    fuse_session_destroy(se);
+    return rc;
   }
   // Daemonize only once the mount is live, so the command returns with it usable.
   if (fuse_daemonize(cli.foreground ? 1 : 0) != 0) {
@@ -218,17 +351,7 @@ int run(int argc, char** argv) {
     fuse_session_destroy(se);
     return 1;
   }
-  int rc;
-  if (cli.single_thread || cli.max_threads == 1) {
-    rc = fuse_session_loop(se);
-  } else {
-    fuse_loop_config* cfg = fuse_loop_cfg_create();
-    fuse_loop_cfg_set_clone_fd(cfg, 0);
-    fuse_loop_cfg_set_max_threads(cfg, cli.max_threads);
-    if (cli.idle_threads >= 0) fuse_loop_cfg_set_idle_threads(cfg, static_cast<unsigned>(cli.idle_threads));
-    rc = fuse_session_loop_mt(se, cfg);
-    fuse_loop_cfg_destroy(cfg);
-  }
+  const int rc = loop(se, cli);
   fuse_session_unmount(se);
   fuse_remove_signal_handlers(se);
   fuse_session_destroy(se);
