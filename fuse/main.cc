@@ -31,8 +31,10 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: unionfs-cpp [options] LOWER1[:LOWER2...]:UPPER MOUNTPOINT\n"
+    "       unionfs-cpp -o lowerdir=TOP:...:BOTTOM[,upperdir=U,workdir=W] [options] MOUNTPOINT\n"
     "       unionfs-cpp which LAYERS PATH\n"
     "       unionfs-cpp diff [--format json] [--exclude PATH]... | layers [--bytes] [--format json] LAYERS\n"
+    "       unionfs-cpp squash [--range I:J] [--format auto|overlay|oci] LAYERS OUTDIR\n"
     "\n"
     "Mounts a union of directories, listed bottom to top; the last one is the writable upper\n"
     "layer. Lookups go top-down; whiteouts and opaque directories hide what lies below.\n"
@@ -52,6 +54,9 @@ constexpr const char* kUsage =
     "                      bind-mount a host directory over PATH inside the mount (as root;\n"
     "                      PATH is created in the upper if missing); taken down on SIGTERM,\n"
     "                      or unmount everything with umount -R MOUNTPOINT\n"
+    "  -o lowerdir=TOP:...:BOTTOM,upperdir=U,workdir=W\n"
+    "                      the overlayfs/fuse-overlayfs form, instead of LAYERS (lowerdir\n"
+    "                      lists the top layer first; without upperdir the mount is read-only)\n"
     "  -o OPT              any other option is passed to FUSE (e.g. allow_other)\n"
     "  -h, --help          this text\n"
     "  -V, --version       the version\n";
@@ -67,9 +72,58 @@ struct Cli {
   int idle_threads = -1;  // libfuse's default
   std::vector<std::string> fuse_opts;
   std::vector<Volume> volumes;
+  // The overlayfs / fuse-overlayfs form: lowerdir lists the top layer first.
+  std::string lowerdir, upperdir, workdir;
   std::string layers;
   std::string mountpoint;
 };
+
+// Options that containers/storage passes to fuse-overlayfs and that change nothing here:
+// tuning knobs we do not need (volatile and fsync=0 skip fsyncs we only do at copy-up,
+// threaded=, fast_ino=, static_nlink, noacl), the kernel overlay features that we follow in
+// their default "off" form (redirect_dir=off, index=off, metacopy=off, xino=), and userxattr
+// (we read user.overlay.* markers anyway). fuse-overlayfs ignores several of them too.
+bool is_ignored_overlay_option(const std::string& opt) {
+  static const char* const kFlags[] = {"volatile", "static_nlink", "noacl", "userxattr"};
+  static const char* const kValues[] = {"fsync=", "threaded=", "fast_ino=", "xino="};
+  for (const char* f : kFlags) {
+    if (opt == f) return true;
+  }
+  for (const char* v : kValues) {
+    if (opt.starts_with(v)) return true;
+  }
+  return opt == "redirect_dir=off" || opt == "index=off" || opt == "metacopy=off";
+}
+
+// Turns lowerdir=/upperdir=/workdir= into our LAYERS spec (bottom first).
+void apply_overlay_form(Cli& cli) {
+  if (cli.lowerdir.empty()) {
+    if (!cli.upperdir.empty() || !cli.workdir.empty()) {
+      throw SetupError("upperdir= and workdir= need lowerdir=");
+    }
+    return;
+  }
+  std::vector<std::string> lowers = split_layer_spec(cli.lowerdir);
+  std::string spec;
+  for (auto it = lowers.rbegin(); it != lowers.rend(); ++it) spec += (spec.empty() ? "" : ":") + *it;
+  if (cli.upperdir.empty()) {
+    cli.read_only = true;
+  } else {
+    spec += ":" + cli.upperdir;
+  }
+  cli.layers = spec;
+  if (!cli.workdir.empty()) {
+    // Copy-up is atomic without it (O_TMPFILE, temporary names); still, a workdir that could
+    // not serve overlayfs is a configuration error worth reporting.
+    struct stat w{}, u{};
+    if (::stat(cli.workdir.c_str(), &w) != 0 || !S_ISDIR(w.st_mode)) {
+      throw SetupError("workdir '" + cli.workdir + "' is not a directory");
+    }
+    if (!cli.upperdir.empty() && ::stat(cli.upperdir.c_str(), &u) == 0 && u.st_dev != w.st_dev) {
+      throw SetupError("workdir '" + cli.workdir + "' is not on the upper layer's filesystem");
+    }
+  }
+}
 
 void parse_option(Cli& cli, const std::string& opt) {
   if (opt.empty()) return;
@@ -94,6 +148,14 @@ void parse_option(Cli& cli, const std::string& opt) {
     } else {
       cli.max_threads = static_cast<unsigned>(n);
     }
+  } else if (opt.starts_with("lowerdir=")) {
+    cli.lowerdir = opt.substr(9);
+  } else if (opt.starts_with("upperdir=")) {
+    cli.upperdir = opt.substr(9);
+  } else if (opt.starts_with("workdir=")) {
+    cli.workdir = opt.substr(8);
+  } else if (is_ignored_overlay_option(opt)) {
+    // Accepted for compatibility with fuse-overlayfs command lines; see the function.
   } else if (opt.starts_with("volume=")) {
     cli.volumes.push_back(parse_volume(opt.substr(7)));
   } else if (opt.starts_with("timeout=")) {
@@ -142,12 +204,20 @@ Cli parse(int argc, char** argv) {
       positional.push_back(a);
     }
   }
-  if (positional.size() != 2) {
+  if (cli.lowerdir.empty() && (!cli.upperdir.empty() || !cli.workdir.empty())) {
+    throw SetupError("upperdir= and workdir= need lowerdir=");
+  }
+  if (!cli.lowerdir.empty() && positional.size() == 1) {
+    cli.mountpoint = positional[0];  // fuse-overlayfs form: -o lowerdir=... MOUNTPOINT
+  } else if (positional.size() != 2) {
     throw SetupError(positional.size() < 2 ? "need LAYERS and MOUNTPOINT (see --help)"
                                            : "too many arguments (see --help)");
+  } else {
+    // With lowerdir= the first one is mount(8)'s source, a name only.
+    if (cli.lowerdir.empty()) cli.layers = positional[0];
+    cli.mountpoint = positional[1];
   }
-  cli.layers = positional[0];
-  cli.mountpoint = positional[1];
+  apply_overlay_form(cli);
   // Absolute, so that the daemon, which leaves its working directory, can still reach it.
   if (char* real = ::realpath(cli.mountpoint.c_str(), nullptr)) {
     cli.mountpoint = real;
