@@ -115,8 +115,17 @@ Status UnionFs::copy_up(Inode& inode, bool with_data) {
   Inode::State s = inode.state();
   if (stack_.is_upper(s.layer)) return kOk;
   if (!s.parent || !s.fd) return Errno{EIO};
-  UNIONFS_ASSIGN_OR_RETURN(LayerDir up, upper_dir(*s.parent));
   UNIONFS_ASSIGN_OR_RETURN(struct stat st, sys::fstat(s.fd->get()));
+  {
+    // The name must still show this very object: a copy of a file that was unlinked (or
+    // renamed over) while open must not bring the name back.
+    UNIONFS_ASSIGN_OR_RETURN(SharedParts pparts, dir_parts(*s.parent));
+    UNIONFS_ASSIGN_OR_RETURN(Found cur, lookup_name(stack_, fmt_, pparts, s.name));
+    if (!cur.exists || cur.st.st_dev != st.st_dev || cur.st.st_ino != st.st_ino) {
+      return Errno{ENOENT};
+    }
+  }
+  UNIONFS_ASSIGN_OR_RETURN(LayerDir up, upper_dir(*s.parent));
   auto parent_before = sys::fstat(up.get());
   Status made = copy_up_object(up.get(), s.name, s.fd->get(), st, with_data);
   if (!made && made.error() != EEXIST) return made;  // EEXIST: lost a race, which is success

@@ -350,3 +350,31 @@ TEST_CASE("utimens of a lower symlink and removexattr of a lower file change onl
 
 }  // namespace
 }  // namespace unionfs
+
+namespace unionfs {
+namespace {
+
+using namespace unionfs::test;  // NOLINT: the fixture's helpers
+
+TEST_CASE("a lower file unlinked while the kernel holds it is not brought back by a copy-up",
+          "[union][copyup]") {
+  Union u(2);
+  u.b.file(0, "f", "lower");
+  UnionFs& fs = u.start();
+  auto e = fs.lookup(fs.root(), "f");
+  REQUIRE(e.ok());
+  REQUIRE(fs.unlink(fs.root(), "f").ok());
+  SetAttr a;
+  a.set_mode = true;
+  a.mode = 0600;
+  CHECK(fs.setattr(*e->inode, a, -1).error() == ENOENT);  // an open fd's fchmod, say
+  CHECK(fs.lookup(fs.root(), "f").error() == ENOENT);
+  struct stat st{};
+  REQUIRE(::lstat((u.b.layer(1) + "/f").c_str(), &st) == 0);
+  CHECK(is_kernel_whiteout(st));
+  fs.forget(*e->inode, 1);
+  CHECK_LOWERS_UNCHANGED(u);
+}
+
+}  // namespace
+}  // namespace unionfs
