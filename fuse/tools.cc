@@ -1,5 +1,6 @@
-// Front ends of `diff` and `layers`: argument parsing and the text and JSON output formats.
-// The work is in core/image_diff and core/layer_table; nothing here reads a layer.
+// Front ends of `diff`, `layers` and `squash`: argument parsing and the text and JSON output
+// formats. The work is in core/image_diff, core/layer_table and core/squash; nothing here reads
+// a layer.
 #include "fuse/tools.h"
 
 #include <unistd.h>
@@ -13,6 +14,7 @@
 #include "core/image_diff.h"
 #include "core/layer_table.h"
 #include "core/progress.h"
+#include "core/squash.h"
 #include "core/whiteout.h"
 
 namespace unionfs::fuse {
@@ -22,6 +24,9 @@ constexpr const char* kDiffUsage =
     "usage: unionfs-cpp diff [--format text|json] [--exclude PATH]... LOWER1[:LOWER2...]:UPPER";
 constexpr const char* kLayersUsage =
     "usage: unionfs-cpp layers [--bytes] [--no-trunc] [--format table|json] LAYERS";
+
+constexpr const char* kSquashUsage =
+    "usage: unionfs-cpp squash [--range I:J] [--format auto|overlay|oci] LAYERS OUTDIR";
 
 enum class Format { kText, kJson };
 
@@ -231,13 +236,74 @@ int run_layers(int argc, char** argv) {
   return 0;
 }
 
+WhiteoutMode parse_squash_format(const std::string& v) {
+  if (v == "auto") return WhiteoutMode::kAuto;
+  if (v == "overlay") return WhiteoutMode::kOverlay;
+  if (v == "oci") return WhiteoutMode::kOci;
+  throw SetupError("bad --format '" + v + "' (auto, overlay or oci)");
+}
+
+int run_squash(int argc, char** argv) {
+  SquashOptions opts;
+  opts.privileged = ::geteuid() == 0;
+  std::string range;
+  std::vector<std::string> positional;
+  for (int i = 1; i < argc; ++i) {
+    std::string v;
+    const std::string a = argv[i];
+    if (take_value(argc, argv, i, "--range", v)) {
+      range = v;
+    } else if (take_value(argc, argv, i, "--format", v)) {
+      opts.output = parse_squash_format(v);
+    } else if (a.size() > 1 && a[0] == '-') {
+      throw SetupError("squash: unknown option '" + a + "' (see --help)");
+    } else {
+      positional.push_back(a);
+    }
+  }
+  if (positional.size() != 2) throw SetupError(kSquashUsage);
+  const LayerStack stack = LayerStack::open(positional[0], true);
+  opts.range = parse_squash_range(range, stack.size());
+  check_squash_target(stack, positional[1]);
+  const WhiteoutFormat fmt = read_format();
+  // The bar's total costs a walk of the directories: only paid when there is a bar to draw.
+  uint64_t total = 0;
+  if (Progress::on_terminal()) {
+    auto steps = squash_steps(stack, fmt, opts);
+    if (!steps) throw SetupError(where_msg("squash", "the layers", steps.error()));
+    total = *steps;
+  }
+  std::string where;
+  Result<SquashStats> stats = Errno{EIO};
+  {
+    Progress progress("squashing", total);
+    stats = squash(stack, fmt, opts, positional[1], [&] { progress.advance(); }, &where);
+  }
+  if (!stats) {
+    throw SetupError("squash: " + where + ": " + std::strerror(stats.error()) +
+                     " (nothing written)");
+  }
+  std::printf("squashed layers %zu..%zu of %zu into %s: %llu dirs, %llu files (%llu hard links), "
+              "%llu bytes, %llu whiteouts, %llu opaque dirs\n",
+              opts.range.bottom, opts.range.top, stack.size(), positional[1].c_str(),
+              static_cast<unsigned long long>(stats->dirs),
+              static_cast<unsigned long long>(stats->files),
+              static_cast<unsigned long long>(stats->hard_links),
+              static_cast<unsigned long long>(stats->bytes),
+              static_cast<unsigned long long>(stats->whiteouts),
+              static_cast<unsigned long long>(stats->opaque_dirs));
+  return 0;
+}
+
 }  // namespace
 
 bool is_tool(const char* name) {
-  return std::strcmp(name, "diff") == 0 || std::strcmp(name, "layers") == 0;
+  return std::strcmp(name, "diff") == 0 || std::strcmp(name, "layers") == 0 ||
+         std::strcmp(name, "squash") == 0;
 }
 
 int run_tool(int argc, char** argv) {
+  if (std::strcmp(argv[0], "squash") == 0) return run_squash(argc, argv);
   return std::strcmp(argv[0], "diff") == 0 ? run_diff(argc, argv) : run_layers(argc, argv);
 }
 
