@@ -348,14 +348,6 @@ TEST_CASE("utimens of a lower symlink and removexattr of a lower file change onl
   CHECK_LOWERS_UNCHANGED(u);
 }
 
-}  // namespace
-}  // namespace unionfs
-
-namespace unionfs {
-namespace {
-
-using namespace unionfs::test;  // NOLINT: the fixture's helpers
-
 TEST_CASE("a lower file unlinked while the kernel holds it is not brought back by a copy-up",
           "[union][copyup]") {
   Union u(2);
