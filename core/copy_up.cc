@@ -60,15 +60,16 @@ Status UnionFs::copy_up_object(int upper_parent, const std::string& name, int sr
   const bool chown_ok = opts_.privileged;
   if (S_ISREG(st.st_mode)) {
     UNIONFS_ASSIGN_OR_RETURN(UniqueFd in, sys::reopen(src_fd, O_RDONLY));
+    const int td = temp_dir(upper_parent);
     std::string tmp_name;
-    auto tmp = sys::open_at(upper_parent, ".", O_TMPFILE | O_WRONLY, 0600);
+    auto tmp = sys::open_at(td, ".", O_TMPFILE | O_WRONLY, 0600);
     if (!tmp) {
       tmp_name = temp_name();
-      tmp = sys::open_at(upper_parent, tmp_name.c_str(), O_CREAT | O_EXCL | O_WRONLY, 0600);
+      tmp = sys::open_at(td, tmp_name.c_str(), O_CREAT | O_EXCL | O_WRONLY, 0600);
       if (!tmp) return Errno{tmp.error()};
     }
     auto cleanup = [&](Status s) {
-      if (!tmp_name.empty()) (void)sys::unlink_at(upper_parent, tmp_name.c_str());
+      if (!tmp_name.empty()) (void)sys::unlink_at(td, tmp_name.c_str());
       return s;
     };
     int out = tmp->get();
@@ -80,28 +81,28 @@ Status UnionFs::copy_up_object(int upper_parent, const std::string& name, int sr
     if (s) s = sys::fsync(out, false);
     if (!s) return cleanup(s);
     if (tmp_name.empty()) return sys::link_fd(out, upper_parent, name.c_str());
-    s = sys::rename_at(upper_parent, tmp_name.c_str(), upper_parent, name.c_str(),
-                       RENAME_NOREPLACE);
+    s = sys::rename_at(td, tmp_name.c_str(), upper_parent, name.c_str(), RENAME_NOREPLACE);
     return s ? s : cleanup(s);
   }
+  const int td = temp_dir(upper_parent);
   std::string tmp = temp_name();
   if (S_ISLNK(st.st_mode)) {
     UNIONFS_ASSIGN_OR_RETURN(std::string target, sys::readlink_at(src_fd, ""));
-    UNIONFS_TRY(sys::symlink_at(target.c_str(), upper_parent, tmp.c_str()));
+    UNIONFS_TRY(sys::symlink_at(target.c_str(), td, tmp.c_str()));
   } else {
-    UNIONFS_TRY(sys::mknod_at(upper_parent, tmp.c_str(), st.st_mode, st.st_rdev));
+    UNIONFS_TRY(sys::mknod_at(td, tmp.c_str(), st.st_mode, st.st_rdev));
   }
   Status s;
-  if (chown_ok) s = sys::chown_at(upper_parent, tmp.c_str(), st.st_uid, st.st_gid);
+  if (chown_ok) s = sys::chown_at(td, tmp.c_str(), st.st_uid, st.st_gid);
   if (s && !S_ISLNK(st.st_mode)) {
-    auto fd = sys::open_at(upper_parent, tmp.c_str(), O_PATH);
+    auto fd = sys::open_at(td, tmp.c_str(), O_PATH);
     s = fd ? sys::chmod_fd(fd->get(), st.st_mode & 07777) : Status(Errno{fd.error()});
     if (s && fd) s = copy_xattrs(fmt_, src_fd, fd->get());
   }
   struct timespec ts[2] = {st.st_atim, st.st_mtim};
-  if (s) s = sys::utimens_at(upper_parent, tmp.c_str(), ts);
-  if (s) s = sys::rename_at(upper_parent, tmp.c_str(), upper_parent, name.c_str(), RENAME_NOREPLACE);
-  if (!s) (void)sys::unlink_at(upper_parent, tmp.c_str());
+  if (s) s = sys::utimens_at(td, tmp.c_str(), ts);
+  if (s) s = sys::rename_at(td, tmp.c_str(), upper_parent, name.c_str(), RENAME_NOREPLACE);
+  if (!s) (void)sys::unlink_at(td, tmp.c_str());
   return s;
 }
 
@@ -157,19 +158,20 @@ Result<LayerDir> UnionFs::upper_dir(Inode& dir) {
   const LayerDir& src = s.parts.front();
   UNIONFS_ASSIGN_OR_RETURN(struct stat st, sys::fstat(src.get()));
   auto parent_before = sys::fstat(pfd);
+  const int td = temp_dir(pfd);
   std::string tmp = temp_name();
-  UNIONFS_TRY(sys::mkdir_at(pfd, tmp.c_str(), 0700));
+  UNIONFS_TRY(sys::mkdir_at(td, tmp.c_str(), 0700));
   Status made;
   {
-    auto fd = sys::open_at(pfd, tmp.c_str(), O_RDONLY | O_DIRECTORY);
+    auto fd = sys::open_at(td, tmp.c_str(), O_RDONLY | O_DIRECTORY);
     made = fd ? copy_xattrs(fmt_, src.get(), fd->get()) : Status(Errno{fd.error()});
     if (made && opts_.privileged) made = sys::chown_at(fd->get(), "", st.st_uid, st.st_gid);
     if (made) made = sys::chmod_fd(fd->get(), st.st_mode & 07777);
     if (made) made = set_times(fd->get(), st);
   }
-  if (made) made = sys::rename_at(pfd, tmp.c_str(), pfd, s.name.c_str(), RENAME_NOREPLACE);
+  if (made) made = sys::rename_at(td, tmp.c_str(), pfd, s.name.c_str(), RENAME_NOREPLACE);
   if (!made) {
-    (void)sys::unlink_at(pfd, tmp.c_str(), AT_REMOVEDIR);
+    (void)sys::unlink_at(td, tmp.c_str(), AT_REMOVEDIR);
     if (made.error() != EEXIST) return Errno{made.error()};  // EEXIST: lost a race
   }
   restore_times(pfd, parent_before);

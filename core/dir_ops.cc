@@ -22,11 +22,11 @@ Status UnionFs::own(int dir, const char* name, const Caller& who, const struct s
 // Publishes the new object at `tmp` as `name`, where the upper holds a kernel whiteout:
 // a non-directory simply replaces it; a directory is exchanged with it and the whiteout,
 // now at `tmp`, removed.
-Status UnionFs::replace_whiteout(int dir, const std::string& tmp, const std::string& name,
-                                 bool is_dir) {
-  if (!is_dir) return sys::rename_at(dir, tmp.c_str(), dir, name.c_str());
-  UNIONFS_TRY(sys::rename_at(dir, tmp.c_str(), dir, name.c_str(), RENAME_EXCHANGE));
-  (void)sys::unlink_at(dir, tmp.c_str());
+Status UnionFs::replace_whiteout(int tmp_dir, const std::string& tmp, int dir,
+                                 const std::string& name, bool is_dir) {
+  if (!is_dir) return sys::rename_at(tmp_dir, tmp.c_str(), dir, name.c_str());
+  UNIONFS_TRY(sys::rename_at(tmp_dir, tmp.c_str(), dir, name.c_str(), RENAME_EXCHANGE));
+  (void)sys::unlink_at(tmp_dir, tmp.c_str());
   return kOk;
 }
 
@@ -38,18 +38,19 @@ Status UnionFs::publish_new(int up, const std::string& name, bool over_whiteout,
                             const Caller* who, const Maker& make) {
   const bool kernel_wh = over_whiteout && sys::stat_at(up, name.c_str()).ok();
   const std::string at = kernel_wh ? temp_name() : name;
+  const int at_dir = kernel_wh ? temp_dir(up) : up;
   UNIONFS_ASSIGN_OR_RETURN(struct stat pst, sys::fstat(up));
-  UNIONFS_TRY(make(up, at.c_str()));
+  UNIONFS_TRY(make(at_dir, at.c_str()));
   Status s;
-  if (who) s = own(up, at.c_str(), *who, pst);
+  if (who) s = own(at_dir, at.c_str(), *who, pst);
   if (s && is_dir && over_whiteout) {
-    auto fd = sys::open_at(up, at.c_str(), O_RDONLY | O_DIRECTORY);
+    auto fd = sys::open_at(at_dir, at.c_str(), O_RDONLY | O_DIRECTORY);
     s = fd ? fmt_.set_opaque(fd->get()) : Status(Errno{fd.error()});
   }
-  if (s && kernel_wh) s = replace_whiteout(up, at, name, is_dir);
+  if (s && kernel_wh) s = replace_whiteout(at_dir, at, up, name, is_dir);
   if (!s) {
-    if (is_dir) (void)clear_markers_at(up, at);
-    (void)sys::unlink_at(up, at.c_str(), is_dir ? AT_REMOVEDIR : 0);
+    if (is_dir) (void)clear_markers_at(at_dir, at);
+    (void)sys::unlink_at(at_dir, at.c_str(), is_dir ? AT_REMOVEDIR : 0);
     return s;
   }
   if (over_whiteout && !kernel_wh) {
@@ -188,15 +189,15 @@ Status UnionFs::remove(Inode& parent, std::string_view name, bool dir) {
     UNIONFS_TRY(sys::unlink_at(up.get(), n.c_str(), flags));
   } else {
     // One atomic step replaces the upper object with the whiteout (ovl_remove_and_whiteout).
+    const int td = temp_dir(up.get());
     std::string tmp = temp_name();
-    UNIONFS_TRY(fmt_.make_kernel_whiteout(up.get(), tmp.c_str()));
-    Status s = sys::rename_at(up.get(), tmp.c_str(), up.get(), n.c_str(),
-                              dir ? RENAME_EXCHANGE : 0);
+    UNIONFS_TRY(fmt_.make_kernel_whiteout(td, tmp.c_str()));
+    Status s = sys::rename_at(td, tmp.c_str(), up.get(), n.c_str(), dir ? RENAME_EXCHANGE : 0);
     if (!s) {
-      (void)sys::unlink_at(up.get(), tmp.c_str());
+      (void)sys::unlink_at(td, tmp.c_str());
       return s;
     }
-    if (dir) UNIONFS_TRY(sys::unlink_at(up.get(), tmp.c_str(), AT_REMOVEDIR));
+    if (dir) UNIONFS_TRY(sys::unlink_at(td, tmp.c_str(), AT_REMOVEDIR));
   }
   if (upper_st) {
     upper_st->st_nlink--;

@@ -10,8 +10,11 @@
 
 namespace unionfs {
 
-UnionFs::UnionFs(LayerStack stack, Options opts)
-    : stack_(std::move(stack)), opts_(opts), fmt_(opts.whiteout, opts.privileged) {
+UnionFs::UnionFs(LayerStack stack, Options opts, UniqueFd workdir)
+    : stack_(std::move(stack)),
+      opts_(opts),
+      work_(std::move(workdir)),
+      fmt_(opts.whiteout, opts.privileged) {
   DirParts parts = root_parts(stack_, fmt_);
   // Known by its topmost lower instance, like every merged directory (see lookup.h).
   const LayerDir& origin = parts.size() > 1 && stack_.is_upper(parts.front().layer) ? parts[1]

@@ -62,7 +62,10 @@ struct Options {
 
 class UnionFs {
  public:
-  UnionFs(LayerStack stack, Options opts);
+  /// `workdir` (optional, on the upper's filesystem) holds the temporary objects of copy-up and
+  /// whiteout creation, as overlayfs's workdir does; without it they are built under hidden
+  /// temporary names in the directory they are published in.
+  UnionFs(LayerStack stack, Options opts, UniqueFd workdir = UniqueFd());
   UnionFs(const UnionFs&) = delete;
   UnionFs& operator=(const UnionFs&) = delete;
 
@@ -151,8 +154,10 @@ class UnionFs {
                      const Caller* who, const Maker& make);
   Status clear_markers_at(int up, const std::string& name);
   Status own(int dir, const char* name, const Caller& who, const struct stat& parent_st);
-  Status replace_whiteout(int dir, const std::string& tmp, const std::string& name,
+  Status replace_whiteout(int tmp_dir, const std::string& tmp, int dir, const std::string& name,
                           bool is_dir);
+  /// Where to build a temporary object that will be published in the upper directory `dir`.
+  [[nodiscard]] int temp_dir(int dir) const { return work_.valid() ? work_.get() : dir; }
   Status clear_markers(int upper_dir_fd);
   Result<Found> find(Inode& parent, std::string_view name);
   /// The directory's index, building it now if `build` or if it has become worth it.
@@ -169,6 +174,7 @@ class UnionFs {
 
   LayerStack stack_;
   Options opts_;
+  UniqueFd work_;
   WhiteoutFormat fmt_;
   InodeTable table_;
   // Upper objects made by copy-up, mapped to the identity of the object they copy, so that

@@ -113,8 +113,7 @@ void apply_overlay_form(Cli& cli) {
   }
   cli.layers = spec;
   if (!cli.workdir.empty()) {
-    // Copy-up is atomic without it (O_TMPFILE, temporary names); still, a workdir that could
-    // not serve overlayfs is a configuration error worth reporting.
+    // It must be a directory on the upper's filesystem: temporary objects are renamed from it.
     struct stat w{}, u{};
     if (::stat(cli.workdir.c_str(), &w) != 0 || !S_ISDIR(w.st_mode)) {
       throw SetupError("workdir '" + cli.workdir + "' is not a directory");
@@ -369,7 +368,13 @@ int run(int argc, char** argv) {
   const bool root = ::geteuid() == 0;
   LayerStack stack = LayerStack::open(cli.layers, cli.read_only);
   check_mountpoint(cli.mountpoint);
-  UnionFs fs(std::move(stack), Options{cli.whiteout, root});
+  UniqueFd workdir;
+  if (!cli.workdir.empty()) {
+    int fd = ::open(cli.workdir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) throw SetupError("workdir '" + cli.workdir + "': " + std::strerror(errno));
+    workdir.reset(fd);
+  }
+  UnionFs fs(std::move(stack), Options{cli.whiteout, root}, std::move(workdir));
   if (!cli.volumes.empty()) {
     if (!root) throw SetupError("volumes are bind mounts: they need root");
     prepare_volumes(fs, cli.volumes);

@@ -368,5 +368,40 @@ TEST_CASE("a lower file unlinked while the kernel holds it is not brought back b
   CHECK_LOWERS_UNCHANGED(u);
 }
 
+TEST_CASE("with a workdir, copy-up and whiteout swaps build their temporaries there",
+          "[union][copyup][mount]") {
+  Union u(2);
+  u.b.file(0, "d/f", "lower");
+  u.b.file(0, "gone/x", "lower");
+  const std::string work = u.b.root() + "/work";
+  REQUIRE(::mkdir(work.c_str(), 0700) == 0);
+  SECTION("a workdir on the upper's filesystem is used and left empty") {
+    u.start();
+    u.fs = std::make_unique<UnionFs>(LayerStack::open(u.b.spec(), false), kPriv,
+                                     UniqueFd(::open(work.c_str(), O_RDONLY | O_DIRECTORY)));
+    u.write("d/f", "upper", 0);  // copies up d (a temporary directory) and f
+    REQUIRE(u.fs->unlink(u.at("gone"), "x").ok());
+    REQUIRE(u.fs->rmdir(u.fs->root(), "gone").ok());
+    REQUIRE(u.fs->mkdir(u.fs->root(), "gone", 0755, kRoot).ok());  // over the whiteout
+    CHECK(u.b.read(1, "d/f") == "upper");
+    CHECK(test::manifest(work).size() == 1);  // only the workdir itself
+  }
+  SECTION("a workdir elsewhere makes the rename fail: proof that it is the one used") {
+    test::TmpfsMount m(work, false);
+    if (!m.ok()) {
+      WARN("cannot mount a tmpfs here; skipped");
+      return;
+    }
+    u.start();
+    u.fs = std::make_unique<UnionFs>(LayerStack::open(u.b.spec(), false), kPriv,
+                                     UniqueFd(::open(work.c_str(), O_RDONLY | O_DIRECTORY)));
+    auto d = u.fs->lookup(u.fs->root(), "d");
+    REQUIRE(d.ok());
+    CHECK(u.fs->copy_up(*d->inode).error() == EXDEV);
+    CHECK_FALSE(u.b.exists(1, "d"));
+  }
+  CHECK_LOWERS_UNCHANGED(u);
+}
+
 }  // namespace
 }  // namespace unionfs
