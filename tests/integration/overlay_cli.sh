@@ -10,6 +10,7 @@ mkdir -p "$S/work"
 echo bottom >"${L[0]}/f"
 echo only-bottom >"${L[0]}/g"
 echo top >"${L[1]}/f"
+echo doomed >"${L[0]}/gone"
 save_lowers
 
 check "lowerdir lists the top layer first; upperdir takes the writes"
@@ -21,8 +22,8 @@ echo new >"$M/h"
 expect_file "$U/h" "new" "write went to upperdir"
 check "the workdir holds the temporaries of copy-up and whiteouts, and nothing is left in it"
 echo more >>"$M/g"
-rm "$M/f"
-expect_absent "$M/f" "removed file"
+rm "$M/gone"
+expect_absent "$M/gone" "removed file"
 [[ -z $(ls -A "$S/work") ]] || fail "workdir not empty: $(ls -A "$S/work")"
 unmount_union "$M"
 
