@@ -153,6 +153,11 @@ void parse_option(Cli& cli, const std::string& opt) {
     cli.upperdir = opt.substr(9);
   } else if (opt.starts_with("workdir=")) {
     cli.workdir = opt.substr(8);
+  } else if (opt.starts_with("uidmapping=") || opt.starts_with("gidmapping=") ||
+             opt.starts_with("squash_to_")) {
+    // Rootless containers/storage passes these for a user namespace; ignoring them would
+    // show wrong owners, so refuse until id mapping is implemented.
+    throw SetupError("option '" + opt + "' (id mapping for a user namespace) is not supported yet");
   } else if (is_ignored_overlay_option(opt)) {
     // Accepted for compatibility with fuse-overlayfs command lines; see the function.
   } else if (opt.starts_with("volume=")) {

@@ -47,7 +47,8 @@ else
 fi
 
 check "bad overlay-style options exit 2 and mount nothing"
-for o in "lowerdir=${L[0]},bogus_option" "upperdir=$U" "lowerdir=${L[0]},upperdir=$U,workdir=$T/nope"; do
+for o in "lowerdir=${L[0]},bogus_option" "upperdir=$U" "lowerdir=${L[0]},upperdir=$U,workdir=$T/nope" \
+         "lowerdir=${L[0]},uidmapping=0:1000:65536"; do
   st=0
   "$UNIONFS_BIN" -o "$o" "$M" 2>"$T/err" || st=$?
   expect_eq "$st" 2 "exit status for -o $o"
