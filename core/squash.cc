@@ -167,7 +167,7 @@ class SquashWalk {
   const WhiteoutFormat out_fmt_;
   const bool privileged_;
   const int out_root_;
-  const std::function<void()>& step_;
+  std::function<void()> step_;  // a copy: callers may pass a temporary
   std::map<InodeKey, std::string> links_;  // source inode → its first output path
 };
 
