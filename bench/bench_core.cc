@@ -261,6 +261,27 @@ void BM_List(benchmark::State& state) {
 
 using Clock = std::chrono::steady_clock;
 
+// Looks up the next fresh merged directory (a new UnionFs, untimed, once all are used) and adds
+// the lookup's wall-clock time to *dir_us. False after SkipWithError: the caller stops.
+bool next_fresh_dir(benchmark::State& state, Mount& mt, size_t& next, unionfs::Entry* out, double* dir_us) {
+  const auto& n = names();
+  if (next == n.fresh_dirs.size()) {
+    state.PauseTiming();
+    if (!open_mount(state, &mt, false)) return false;
+    state.ResumeTiming();
+    next = 0;
+  }
+  auto t0 = Clock::now();
+  auto d = mt.fs->lookup(mt.fs->root(), n.fresh_dirs[next++]);
+  *dir_us += std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
+  if (!d) {
+    state.SkipWithError(("lookup dNNN: " + errstr(d.error())).c_str());
+    return false;
+  }
+  *out = *d;
+  return true;
+}
+
 // 5. Index build: first uses of a merged directory (d000.., in every layer; kFreshFiles files in
 // the bottom one, empty elsewhere); each directory is used once per UnionFs (then a new UnionFs
 // is opened, untimed). Timed: lookup of dNNN in the root, then two lookups of different present
@@ -273,39 +294,28 @@ void BM_FreshDir(benchmark::State& state) {
   size_t next = 0;
   double dir_us = 0, first_us = 0, second_us = 0;
   for (auto _ : state) {
-    if (next == n.fresh_dirs.size()) {
-      state.PauseTiming();
-      if (!open_mount(state, &mt, false)) break;
-      state.ResumeTiming();
-      next = 0;
-    }
-    auto t0 = Clock::now();
-    auto d = mt.fs->lookup(mt.fs->root(), n.fresh_dirs[next++]);
+    unionfs::Entry d;
+    if (!next_fresh_dir(state, mt, next, &d, &dir_us)) break;
     auto t1 = Clock::now();
-    if (!d) {
-      state.SkipWithError(("lookup dNNN: " + errstr(d.error())).c_str());
-      break;
-    }
-    auto e1 = mt.fs->lookup(*d->inode, n.files[kFreshFiles / 2]);
+    auto e1 = mt.fs->lookup(*d.inode, n.files[kFreshFiles / 2]);
     auto t2 = Clock::now();
     if (!e1) {
       state.SkipWithError(("lookup dNNN/f (1st): " + errstr(e1.error())).c_str());
       break;
     }
-    auto e2 = mt.fs->lookup(*d->inode, n.files[kFreshFiles / 2 + 1]);
+    auto e2 = mt.fs->lookup(*d.inode, n.files[kFreshFiles / 2 + 1]);
     auto t3 = Clock::now();
     if (!e2) {
       state.SkipWithError(("lookup dNNN/f (2nd): " + errstr(e2.error())).c_str());
       break;
     }
-    dir_us += std::chrono::duration<double, std::micro>(t1 - t0).count();
     first_us += std::chrono::duration<double, std::micro>(t2 - t1).count();
     second_us += std::chrono::duration<double, std::micro>(t3 - t2).count();
     // Give them back untimed: dropping a deep directory closes one fd per layer.
     state.PauseTiming();
     mt.fs->forget(*e2->inode, 1);
     mt.fs->forget(*e1->inode, 1);
-    mt.fs->forget(*d->inode, 1);
+    mt.fs->forget(*d.inode, 1);
     state.ResumeTiming();
   }
   state.counters["dir_us"] = benchmark::Counter(dir_us, benchmark::Counter::kAvgIterations);
@@ -318,26 +328,15 @@ void BM_FreshDir(benchmark::State& state) {
 // A listing needs every lower instance read, so this shows the full index-build cost even where
 // lookups defer building it. Counters: dir_us, list_us (wall-clock).
 void BM_FreshDirList(benchmark::State& state) {
-  const auto& n = names();
   Mount mt;
   if (!open_mount(state, &mt, /*with_m=*/false)) return;
   size_t next = 0;
   double dir_us = 0, list_us = 0;
   for (auto _ : state) {
-    if (next == n.fresh_dirs.size()) {
-      state.PauseTiming();
-      if (!open_mount(state, &mt, false)) break;
-      state.ResumeTiming();
-      next = 0;
-    }
-    auto t0 = Clock::now();
-    auto d = mt.fs->lookup(mt.fs->root(), n.fresh_dirs[next++]);
+    unionfs::Entry d;
+    if (!next_fresh_dir(state, mt, next, &d, &dir_us)) break;
     auto t1 = Clock::now();
-    if (!d) {
-      state.SkipWithError(("lookup dNNN: " + errstr(d.error())).c_str());
-      break;
-    }
-    auto l = mt.fs->list(*d->inode);
+    auto l = mt.fs->list(*d.inode);
     auto t2 = Clock::now();
     if (!l || l->size() != static_cast<size_t>(kFreshFiles)) {
       state.SkipWithError(l ? ("list dNNN: " + std::to_string(l->size()) + " entries, expected " +
@@ -345,10 +344,9 @@ void BM_FreshDirList(benchmark::State& state) {
                             : ("list dNNN: " + errstr(l.error())).c_str());
       break;
     }
-    dir_us += std::chrono::duration<double, std::micro>(t1 - t0).count();
     list_us += std::chrono::duration<double, std::micro>(t2 - t1).count();
     state.PauseTiming();
-    mt.fs->forget(*d->inode, 1);
+    mt.fs->forget(*d.inode, 1);
     state.ResumeTiming();
   }
   state.counters["dir_us"] = benchmark::Counter(dir_us, benchmark::Counter::kAvgIterations);
