@@ -35,6 +35,14 @@ struct LayerListing {
 /// Reads one directory instance with getdents; only DT_CHR entries (and, in "x" directories,
 /// DT_REG ones) are stat'ed, to find whiteouts.
 Result<LayerListing> read_layer_dir(const WhiteoutFormat& fmt, const LayerDir& dir);
+/// As read_layer_dir into `*out`, unless the instance holds more than `max_entries` entries:
+/// returns whether it was read.
+Result<bool> read_layer_dir(const WhiteoutFormat& fmt, const LayerDir& dir, size_t max_entries,
+                            LayerListing* out);
+/// Classifies entries read from `dir` as read_layer_dir does; `*oci_opaque` tells whether
+/// ".wh..wh..opq" was among them (OCI read mode only).
+LayerListing classify_layer_dir(const WhiteoutFormat& fmt, const LayerDir& dir,
+                                std::vector<sys::DirEnt> ents, bool* oci_opaque);
 
 /// One lower instance's entry for a name.
 struct IndexHit {
@@ -46,8 +54,13 @@ struct IndexHit {
 
 class DirIndex {
  public:
-  /// Reads every instance of `lower` (topmost first, no upper instance).
-  static Result<std::shared_ptr<const DirIndex>> build(const WhiteoutFormat& fmt, DirParts lower);
+  /// Reads every instance of `lower` (topmost first, no upper instance). With `max_entries`,
+  /// gives up (returns null) on an instance holding more entries than that.
+  static Result<std::shared_ptr<const DirIndex>> build(const WhiteoutFormat& fmt, DirParts lower,
+                                                       size_t max_entries = SIZE_MAX);
+  /// The index of `lower` from listings already read, one per instance, in the same order.
+  static std::shared_ptr<const DirIndex> from_listings(DirParts lower,
+                                                       std::vector<LayerListing> listings);
 
   [[nodiscard]] const DirParts& parts() const { return parts_; }
   /// The instances holding `name`, topmost first, ending at the first whiteout, non-directory
@@ -70,5 +83,31 @@ class DirIndex {
   DirParts parts_;
   std::unordered_map<std::string, std::vector<IndexHit>, NameHash, std::equal_to<>> map_;
 };
+
+/// The lower instances of a merged directory below its topmost lower one, not opened yet: what
+/// the parent's index knows of the name (lookup_name defers them, so that a lookup of a
+/// directory costs the same at any depth). Resolved on the directory's first use.
+struct PendingLower {
+  std::shared_ptr<const DirIndex> parent_index;  ///< keeps the parent's instances open
+  std::vector<IndexHit> hits;                    ///< topmost first, the first one a DT_DIR
+  std::string name;
+};
+
+/// What resolve_lower opened.
+struct ResolvedLower {
+  DirParts rest;                          ///< the pending instances that belong to the merge
+  std::shared_ptr<const DirIndex> index;  ///< of `top` and `rest`, unless one was too big
+};
+
+/// Opens the pending instances below `top` (the directory's topmost lower instance, open),
+/// down to the first opaque one. As it goes it reads each instance's entries (getdents on the
+/// fd it just opened), which also shows its ".wh..wh..opq", and indexes the lower instances, so
+/// that the directory's first use costs an openat, a listxattr and a getdents per layer and no
+/// lookup in it needs a layer probed again. An instance of more than kEagerIndexMax entries stops
+/// the indexing (a lookup in a huge directory stays cheap; the index is built later if the
+/// directory keeps being used). Errors: those of openat and getdents (EACCES, EIO, EMFILE...).
+Result<ResolvedLower> resolve_lower(const WhiteoutFormat& fmt, const LayerDir& top,
+                                    const PendingLower& pending);
+inline constexpr size_t kEagerIndexMax = 4096;
 
 }  // namespace unionfs

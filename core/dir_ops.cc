@@ -158,6 +158,7 @@ Result<bool> UnionFs::is_empty(Inode& parent, std::string_view name, const Found
     inode = std::make_shared<Inode>(InodeKey{}, 0, true);  // a throwaway, to read the listing
     Inode::State s;
     s.parts = dir.parts;
+    s.pending = dir.pending;
     inode->set_state(std::move(s));
   }
   UNIONFS_ASSIGN_OR_RETURN(std::vector<DirEntry> ents, list(*inode));

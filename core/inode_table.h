@@ -2,8 +2,9 @@
 // the nodeid and st_ino survive copy-up (ovl_inode_update). Lookup counts follow libfuse's
 // passthrough_hp: +1 per entry reply, -n per forget, erase at zero; the root is pinned.
 //
-// Lock order: InodeTable::mu_ before Inode::mu. Inode::copy_mu is taken before Inode::mu and
-// is the only lock held across I/O (a copy-up), so that a second caller waits for it.
+// Lock order: InodeTable::mu_ before Inode::mu. Inode::copy_mu and Inode::resolve_mu are taken
+// before Inode::mu and are the only locks held across I/O (a copy-up; the opening of a merged
+// directory's deferred instances), so that a second caller waits for the first's work.
 #pragma once
 
 #include <sys/types.h>
@@ -55,6 +56,11 @@ class Inode : public std::enable_shared_from_this<Inode> {
     SharedFd fd;                    ///< non-directory: O_PATH of the topmost instance
     size_t layer = 0;               ///< layer of fd (non-directory) or of parts[0]
     SharedParts parts;              ///< directory: instances, topmost first
+    /// Directory: lower instances below the last of `parts` not opened yet (PendingLower);
+    /// UnionFs::dir_parts opens them on first use.
+    std::shared_ptr<const PendingLower> pending;
+    /// Whether the directory merges several instances (for st_nlink), resolved or not.
+    [[nodiscard]] bool merged() const { return parts.size() > 1 || pending; }
   };
   [[nodiscard]] State state() const {
     std::lock_guard lock(mu_);
@@ -79,6 +85,26 @@ class Inode : public std::enable_shared_from_this<Inode> {
     std::lock_guard lock(mu_);
     if (!index_) index_ = std::move(index);
   }
+  /// Directory: replaces a pending state's deferred instances with `rest`, the instances
+  /// they resolve to (the same for every lookup of this inode: they depend on its topmost
+  /// lower instance only, which is its key), and returns the parts.
+  SharedParts finish_pending(const std::shared_ptr<const DirParts>& rest) {
+    std::lock_guard lock(mu_);
+    if (!rest_) rest_ = rest;
+    if (state_.pending) {
+      state_.parts.append(*rest_);
+      state_.pending.reset();
+    }
+    return state_.parts;
+  }
+  /// The resolved deferred instances, once a first use has opened them.
+  [[nodiscard]] std::shared_ptr<const DirParts> rest() const {
+    std::lock_guard lock(mu_);
+    return rest_;
+  }
+  /// Held while the deferred instances are opened, so that they are opened once.
+  std::mutex resolve_mu;
+
   /// Lookups made in this directory without an index (to decide when one pays off).
   std::atomic<uint32_t> direct_lookups{0};
 
@@ -86,6 +112,7 @@ class Inode : public std::enable_shared_from_this<Inode> {
   mutable std::mutex mu_;
   State state_;
   std::shared_ptr<const DirIndex> index_;
+  std::shared_ptr<const DirParts> rest_;
 };
 
 class InodeTable {

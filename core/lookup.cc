@@ -5,6 +5,7 @@
 #include <fcntl.h>
 
 #include <optional>
+#include <span>
 #include <string>
 
 #include "core/dir_index.h"
@@ -116,7 +117,18 @@ class Search {
     return hides_lower;
   }
 
+  /// Leaves `hits` (below the topmost lower instance, which is taken) for later.
+  void defer(const std::shared_ptr<const DirIndex>& index, std::span<const IndexHit> hits) {
+    auto p = std::make_shared<PendingLower>();
+    p->parent_index = index;
+    p->hits.assign(hits.begin(), hits.end());
+    p->name = std::string(name_);
+    f_.pending = std::move(p);
+  }
+
   [[nodiscard]] bool found_dir() const { return f_.exists && S_ISDIR(f_.st.st_mode); }
+  /// Whether a lower instance of the directory found is among its parts.
+  [[nodiscard]] bool has_lower_part() const { return seen_lower_; }
   Found& found() { return f_; }
 
  private:
@@ -129,9 +141,13 @@ class Search {
 
 }  // namespace
 
-Result<Found> lookup_name(const LayerStack& stack, const WhiteoutFormat& fmt,
-                          const DirParts& parent, std::string_view name,
-                          const DirIndex* lower_index) {
+namespace {
+
+// lookup_name, deferring the lower instances below the topmost lower one if `keep` is given
+// (the shared owner of `lower_index`).
+Result<Found> lookup(const LayerStack& stack, const WhiteoutFormat& fmt, const DirParts& parent,
+                     std::string_view name, const DirIndex* lower_index,
+                     const std::shared_ptr<const DirIndex>* keep) {
   Search search(stack, fmt, name);
   const std::string n(name);
   for (const LayerDir& part : parent) {
@@ -159,7 +175,13 @@ Result<Found> lookup_name(const LayerStack& stack, const WhiteoutFormat& fmt,
   }
   if (lower_index) {
     const DirParts& lower = lower_index->parts();
-    for (const IndexHit& h : lower_index->find(name)) {
+    const std::span<const IndexHit> hits = lower_index->find(name);
+    for (size_t i = 0; i < hits.size(); ++i) {
+      const IndexHit& h = hits[i];
+      if (keep && h.type == DT_DIR && search.found_dir() && search.has_lower_part()) {
+        search.defer(*keep, hits.subspan(i));
+        break;
+      }
       UNIONFS_ASSIGN_OR_RETURN(bool stop, search.take(lower[h.part], h.type == kDtWhiteout,
                                                       h.type == DT_DIR, nullptr, h.ino,
                                                       h.hides_lower));
@@ -167,6 +189,20 @@ Result<Found> lookup_name(const LayerStack& stack, const WhiteoutFormat& fmt,
     }
   }
   return std::move(search.found());
+}
+
+}  // namespace
+
+Result<Found> lookup_name(const LayerStack& stack, const WhiteoutFormat& fmt,
+                          const DirParts& parent, std::string_view name,
+                          const DirIndex* lower_index) {
+  return lookup(stack, fmt, parent, name, lower_index, nullptr);
+}
+
+Result<Found> lookup_name_deferred(const LayerStack& stack, const WhiteoutFormat& fmt,
+                                   const DirParts& parent, std::string_view name,
+                                   const std::shared_ptr<const DirIndex>& lower_index) {
+  return lookup(stack, fmt, parent, name, lower_index.get(), lower_index ? &lower_index : nullptr);
 }
 
 Result<bool> lower_positive(const LayerStack& stack, const WhiteoutFormat& fmt,

@@ -52,6 +52,14 @@ class SharedParts {
     v.insert(v.end(), p_->begin(), p_->end());
     p_ = std::make_shared<const DirParts>(std::move(v));
   }
+  /// A new set with `more` below.
+  void append(const DirParts& more) {
+    DirParts v;
+    v.reserve(p_->size() + more.size());
+    v.insert(v.end(), p_->begin(), p_->end());
+    v.insert(v.end(), more.begin(), more.end());
+    p_ = std::make_shared<const DirParts>(std::move(v));
+  }
 
  private:
   std::shared_ptr<const DirParts> p_;
@@ -71,6 +79,8 @@ struct ProbeResult {
 /// EIO...) are returned.
 Result<ProbeResult> probe(const WhiteoutFormat& fmt, const LayerDir& dir, std::string_view name);
 
+struct PendingLower;
+
 /// The merged answer for a name.
 struct Found {
   bool exists = false;
@@ -79,6 +89,9 @@ struct Found {
   size_t layer = 0;             ///< layer of the topmost instance
   SharedFd fd;                  ///< non-directory: O_PATH of the topmost instance
   DirParts parts;               ///< directory: its instances, topmost first
+  /// Directory found by lookup_name_deferred: the lower instances below the last of `parts`
+  /// (its topmost lower instance), not opened yet; null when `parts` has them all.
+  std::shared_ptr<const PendingLower> pending;
   bool top_opaque = false;      ///< directory: its topmost instance hides the lower ones
   dev_t origin_dev = 0;         ///< identity: the topmost lower instance of a directory (its
   ino_t origin_ino = 0;         ///< upper one if it has none), the topmost instance otherwise
@@ -94,6 +107,13 @@ class DirIndex;
 Result<Found> lookup_name(const LayerStack& stack, const WhiteoutFormat& fmt,
                           const DirParts& parent, std::string_view name,
                           const DirIndex* lower_index = nullptr);
+
+/// As lookup_name with an index, but a merged directory's lower instances below its topmost
+/// lower one are left in Found::pending instead of being opened: a lookup of a directory then
+/// costs the same at any depth, and the directory's first use opens the rest (resolve_lower).
+Result<Found> lookup_name_deferred(const LayerStack& stack, const WhiteoutFormat& fmt,
+                                   const DirParts& parent, std::string_view name,
+                                   const std::shared_ptr<const DirIndex>& lower_index);
 
 /// Whether any layer below the upper holds a (non-whiteout) entry for `name` in `parent`:
 /// then removing the name from the upper needs a whiteout (ovl_lower_positive).

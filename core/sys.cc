@@ -254,22 +254,32 @@ Status copy_data(int in, int out, off_t len) {
   return ftruncate(out, len);
 }
 
-Result<std::vector<DirEnt>> read_dir(int dir_fd) {
-  auto fd = open_at(dir_fd, ".", O_RDONLY | O_DIRECTORY);
-  if (!fd) return Errno{fd.error()};
-  DIR* d = ::fdopendir(fd->get());
-  if (!d) return last_errno();
-  fd->release();
-  std::vector<DirEnt> out;
-  errno = 0;
-  while (struct dirent* e = ::readdir(d)) {
-    const char* n = e->d_name;
-    if (n[0] == '.' && (n[1] == '\0' || (n[1] == '.' && n[2] == '\0'))) continue;
-    out.push_back({n, e->d_ino, e->d_type});
+Result<bool> read_dir_fd(int fd, std::vector<DirEnt>* out, size_t max_entries) {
+  // getdents64 directly: fdopendir would cost an fstat and two fcntls per directory, and a
+  // merged directory's first use reads one instance per layer.
+  alignas(8) char buf[32768];
+  for (;;) {
+    const long n = ::syscall(SYS_getdents64, fd, buf, sizeof(buf));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return last_errno();
+    }
+    if (n == 0) return true;
+    for (long off = 0; off < n;) {
+      const auto* e = reinterpret_cast<const struct dirent64*>(buf + off);
+      off += e->d_reclen;
+      const char* nm = e->d_name;
+      if (nm[0] == '.' && (nm[1] == '\0' || (nm[1] == '.' && nm[2] == '\0'))) continue;
+      out->push_back({nm, static_cast<ino_t>(e->d_ino), e->d_type});
+    }
+    if (out->size() > max_entries) return false;
   }
-  int err = errno;
-  ::closedir(d);
-  if (err) return Errno{err};
+}
+
+Result<std::vector<DirEnt>> read_dir(int dir_fd) {
+  UNIONFS_ASSIGN_OR_RETURN(UniqueFd fd, open_at(dir_fd, ".", O_RDONLY | O_DIRECTORY));
+  std::vector<DirEnt> out;
+  UNIONFS_TRY(read_dir_fd(fd.get(), &out));
   return out;
 }
 

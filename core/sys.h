@@ -8,6 +8,7 @@
 #include <sys/statvfs.h>
 #include <sys/types.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -73,6 +74,10 @@ struct DirEnt {
 };
 /// Reads all entries of an open directory fd (not "." or ".."), from its start.
 Result<std::vector<DirEnt>> read_dir(int dir_fd);
+/// Appends the entries (not "." or "..") of `fd`, a directory opened by the caller and not yet
+/// read, with getdents64 on `fd` itself (it moves its offset). Stops early once `out` holds more
+/// than `max_entries`: returns whether the whole directory was read.
+Result<bool> read_dir_fd(int fd, std::vector<DirEnt>* out, size_t max_entries = SIZE_MAX);
 
 /// "/proc/self/fd/N".
 std::string fd_path(int fd);

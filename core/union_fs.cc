@@ -31,7 +31,17 @@ UnionFs::UnionFs(LayerStack stack, Options opts, UniqueFd workdir)
 
 Result<SharedParts> UnionFs::dir_parts(Inode& dir) const {
   if (!dir.is_dir) return Errno{ENOTDIR};
-  return dir.state().parts;
+  Inode::State s = dir.state();
+  if (!s.pending) return std::move(s.parts);
+  // First use of a directory looked up with its lower instances deferred: open them now.
+  std::lock_guard lock(dir.resolve_mu);
+  std::shared_ptr<const DirParts> rest = dir.rest();
+  if (!rest) {
+    UNIONFS_ASSIGN_OR_RETURN(ResolvedLower r, resolve_lower(fmt_, s.parts.get().back(), *s.pending));
+    if (r.index) dir.set_index(std::move(r.index));
+    rest = std::make_shared<const DirParts>(std::move(r.rest));
+  }
+  return dir.finish_pending(rest);
 }
 
 InodeKey UnionFs::upper_key(dev_t dev, ino_t ino, uint64_t* st_ino) const {
@@ -66,17 +76,25 @@ Result<std::shared_ptr<const DirIndex>> UnionFs::index_of(Inode& dir, const Shar
   if (lower == 0) return std::shared_ptr<const DirIndex>();
   // A directory with one lower instance is probed directly (one fstatat, like the index's
   // own probe of the right layer), so a lookup in a huge directory never pays for reading all
-  // of it; a merged directory is indexed once it is used again. A listing reads every
-  // instance anyway and indexes any directory.
+  // of it. A merged directory is indexed on its first lookup, which reads each instance once
+  // (about what probing each for one name costs), unless an instance is huge: then on its
+  // next lookup. A listing reads every instance anyway and indexes any directory.
+  size_t max_entries = SIZE_MAX;
   if (!build) {
     if (lower < 2) return std::shared_ptr<const DirIndex>();
-    build = dir.direct_lookups.fetch_add(1, std::memory_order_relaxed) >= kIndexAfterLookups;
+    const uint32_t before = dir.direct_lookups.fetch_add(1, std::memory_order_relaxed);
+    if (before == 0) {
+      max_entries = kEagerIndexMax;
+    } else if (before < kIndexAfterLookups) {
+      return std::shared_ptr<const DirIndex>();
+    }
   }
-  if (!build) return std::shared_ptr<const DirIndex>();
   // Built with no lock held: a second builder racing this one only wastes its work.
   UNIONFS_ASSIGN_OR_RETURN(
       std::shared_ptr<const DirIndex> index,
-      DirIndex::build(fmt_, DirParts(parts.begin() + static_cast<ptrdiff_t>(first_lower), parts.end())));
+      DirIndex::build(fmt_, DirParts(parts.begin() + static_cast<ptrdiff_t>(first_lower), parts.end()),
+                      max_entries));
+  if (!index) return index;  // a huge instance: probe directly this time
   dir.set_index(index);
   return dir.index();
 }
@@ -86,7 +104,7 @@ Result<Found> UnionFs::find(Inode& parent, std::string_view name) {
   UNIONFS_ASSIGN_OR_RETURN(SharedParts parts, dir_parts(parent));
   if (fmt_.is_reserved_name(name)) return Found{};
   UNIONFS_ASSIGN_OR_RETURN(std::shared_ptr<const DirIndex> index, index_of(parent, parts, false));
-  return lookup_name(stack_, fmt_, parts, name, index.get());
+  return lookup_name_deferred(stack_, fmt_, parts, name, index);
 }
 
 Result<Entry> UnionFs::lookup(Inode& parent, std::string_view name) {
@@ -99,6 +117,7 @@ Result<Entry> UnionFs::lookup(Inode& parent, std::string_view name) {
   s.layer = f.layer;
   s.fd = f.fd;
   s.parts = std::move(f.parts);
+  s.pending = std::move(f.pending);
   bool is_dir = f.is_dir();
   uint64_t ino = stack_.st_ino(key.dev, key.ino);
   std::shared_ptr<Inode> inode = table_.acquire(key, s, ino, is_dir);
@@ -127,7 +146,7 @@ Result<struct stat> UnionFs::stat_of(const Inode::State& s, const Inode& inode) 
     st.st_ino = inode.st_ino;
   }
   // Like overlayfs: counting subdirectories across layers is not worth it; 1 pacifies find.
-  if (inode.is_dir && s.parts.size() > 1) st.st_nlink = 1;
+  if (inode.is_dir && s.merged()) st.st_nlink = 1;
   return st;
 }
 

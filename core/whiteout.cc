@@ -34,6 +34,15 @@ bool WhiteoutFormat::is_reserved_name(std::string_view name) const {
 }
 
 Opacity WhiteoutFormat::dir_opacity(int dir_fd) const {
+  const Opacity op = xattr_opacity(dir_fd);
+  if (op != Opacity::kNone) return op;
+  if (read_oci_ && sys::stat_at(dir_fd, std::string(kOciOpaqueName).c_str()).ok()) {
+    return Opacity::kOpaque;
+  }
+  return Opacity::kNone;
+}
+
+Opacity WhiteoutFormat::xattr_opacity(int dir_fd) const {
   // Most directories carry no opaque xattr: one listxattr answers for both names.
   auto names = sys::listxattr(dir_fd);
   bool maybe = !names.ok();
@@ -48,9 +57,6 @@ Opacity WhiteoutFormat::dir_opacity(int dir_fd) const {
       if (*v == "y") return Opacity::kOpaque;
       if (*v == "x") return Opacity::kXWhiteouts;
     }
-  }
-  if (read_oci_ && sys::stat_at(dir_fd, std::string(kOciOpaqueName).c_str()).ok()) {
-    return Opacity::kOpaque;
   }
   return Opacity::kNone;
 }

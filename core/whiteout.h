@@ -50,6 +50,9 @@ class WhiteoutFormat {
   /// Opacity of the directory open as `dir_fd` (O_RDONLY), reading the xattrs and, in OCI
   /// read mode, the ".wh..wh..opq" entry.
   [[nodiscard]] Opacity dir_opacity(int dir_fd) const;
+  /// The xattr half of dir_opacity, for a caller that reads the directory's entries anyway
+  /// (and so sees an OCI ".wh..wh..opq" there itself).
+  [[nodiscard]] Opacity xattr_opacity(int dir_fd) const;
   /// Whether an empty regular file `name` in `dir` carries the overlay.whiteout xattr.
   [[nodiscard]] bool is_xattr_whiteout(int dir, const char* name) const;
   /// Whether the OCI whiteout ".wh.NAME" exists in `dir` (only in OCI read mode).

@@ -8,7 +8,9 @@
 #include <sys/stat.h>
 
 #include <catch2/catch.hpp>
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/dir_index.h"
@@ -398,6 +400,64 @@ TEST_CASE("lookup in a read-only stack never reports an upper whiteout", "[looku
   CHECK_FALSE(a.upper_whiteout);
 }
 
+// The layers and "x" flags of a directory's instances, topmost first.
+std::vector<std::pair<size_t, bool>> shape(const DirParts& parts) {
+  std::vector<std::pair<size_t, bool>> out;
+  for (const LayerDir& d : parts) out.emplace_back(d.layer, d.xwhiteouts);
+  return out;
+}
+
+// A lookup that defers a directory's lower instances, once they are resolved, finds the same
+// instances as probing every layer (`want`), and the index built while resolving them answers
+// every name in the directory as probing does.
+void check_deferred_agrees(const Stack& s, const DirParts& parts,
+                           const std::shared_ptr<const DirIndex>& index, const std::string& name,
+                           const Found& want) {
+  auto r = lookup_name_deferred(s.stack, s.fmt, parts, name, index);
+  REQUIRE(r.ok());
+  Found f = std::move(*r);
+  if (!want.is_dir()) {
+    CHECK_FALSE(f.pending);
+    return;
+  }
+  DirParts all = f.parts;
+  std::shared_ptr<const DirIndex> built;
+  if (f.pending) {
+    // Only the upper instance and the topmost lower one are open before the first use.
+    REQUIRE(!f.parts.empty());
+    CHECK(!s.stack.is_upper(f.parts.back().layer));
+    CHECK(f.parts.size() <= 2);
+    auto res = resolve_lower(s.fmt, f.parts.back(), *f.pending);
+    REQUIRE(res.ok());
+    all.insert(all.end(), res->rest.begin(), res->rest.end());
+    built = res->index;
+    REQUIRE(built);
+  }
+  CHECK(shape(all) == shape(want.parts));
+  if (!built) return;
+  std::vector<std::string> children = {"none"};
+  for (const LayerDir& d : all) {
+    auto ents = sys::read_dir(d.get());
+    REQUIRE(ents.ok());
+    // Markers never reach a lookup (UnionFs::find answers them as missing).
+    for (const sys::DirEnt& e : *ents) {
+      if (!s.fmt.is_reserved_name(e.name)) children.push_back(e.name);
+    }
+  }
+  DirParts lower(all.begin() + (s.stack.is_upper(all.front().layer) ? 1 : 0), all.end());
+  CHECK(shape(built->parts()) == shape(lower));
+  for (const std::string& c : children) {
+    INFO("child " << name << "/" << c);
+    auto direct = lookup_name(s.stack, s.fmt, all, c);
+    auto indexed = lookup_name(s.stack, s.fmt, all, c, built.get());
+    REQUIRE(direct.ok());
+    REQUIRE(indexed.ok());
+    CHECK(direct->exists == indexed->exists);
+    CHECK(direct->layer == indexed->layer);
+    CHECK(direct->upper_whiteout == indexed->upper_whiteout);
+  }
+}
+
 // The directory index answers exactly as probing every layer does.
 void check_index_agrees(const Stack& s, const DirParts& parts,
                         const std::vector<std::string>& names) {
@@ -407,6 +467,7 @@ void check_index_agrees(const Stack& s, const DirParts& parts,
   }
   auto index = DirIndex::build(s.fmt, lower);
   REQUIRE(index.ok());
+  REQUIRE(*index);
   for (const std::string& name : names) {
     INFO("name " << name);
     auto direct = lookup_name(s.stack, s.fmt, parts, name);
@@ -431,6 +492,7 @@ void check_index_agrees(const Stack& s, const DirParts& parts,
     CHECK(la == lb);
     CHECK(xa == xb);
     CHECK(static_cast<bool>(a.fd) == static_cast<bool>(b.fd));
+    check_deferred_agrees(s, parts, *index, name, a);
   }
 }
 
@@ -480,8 +542,34 @@ TEST_CASE("lookup through the directory index agrees with probing every layer", 
   b.file(0, "q", "0");
   b.dir(0, "r");
   b.oci_whiteout(0, "r");  // a lone OCI whiteout beside its own name in the bottom layer
-  const std::vector<std::string> names = {"a", "b", "c", "d", "e", "f", "g", "h", "i",
-                                          "j", "k", "m", "n", "o", "p", "q", "r", "missing"};
+  // Merged directories whose merge ends below their topmost lower instance, so that a
+  // deferred lookup resolves the end itself: an opaque xattr, an OCI opaque marker, an OCI
+  // whiteout beside the name, a non-directory, a whiteout, each in the middle layer.
+  b.file(0, "s/under", "0");
+  b.file(1, "s/mid", "1");
+  b.opaque_xattr(1, "s");
+  b.file(2, "s/top", "2");
+  b.file(0, "t/under", "0");
+  b.file(1, "t/mid", "1");
+  b.oci_opaque(1, "t");
+  b.file(2, "t/top", "2");
+  b.file(0, "u/under", "0");
+  b.file(1, "u/mid", "1");
+  b.oci_whiteout(1, "u");
+  b.file(2, "u/top", "2");
+  b.file(0, "v", "0");
+  b.file(1, "v/mid", "1");
+  b.file(2, "v/top", "2");
+  b.file(0, "w/under", "0");
+  b.kernel_whiteout(1, "w");
+  b.file(2, "w/top", "2");
+  b.file(0, "y/under", "0");
+  b.file(1, "y/mid", "1");
+  b.file(2, "y/top", "2");
+  b.file(3, "y/up", "3");
+  const std::vector<std::string> names = {"a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k",
+                                          "m", "n", "o", "p", "q", "r", "s", "t", "u", "v", "w",
+                                          "y", "missing"};
   for (WhiteoutMode mode : {WhiteoutMode::kAuto, WhiteoutMode::kOverlay}) {
     INFO("mode " << static_cast<int>(mode));
     Stack s(b, mode);

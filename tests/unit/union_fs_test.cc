@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -578,6 +579,40 @@ TEST_CASE("link, symlink and mknod over a kernel whiteout replace it", "[union][
   CHECK(S_ISREG(u.b.stat(1, "b").st_mode));
   CHECK(S_ISLNK(u.b.stat(1, "c").st_mode));
   CHECK(S_ISFIFO(u.b.stat(1, "p").st_mode));
+  CHECK_LOWERS_UNCHANGED(u);
+}
+
+// Open descriptors of this process.
+size_t open_fds() {
+  size_t n = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) n += !e.path().empty();
+  return n;
+}
+
+TEST_CASE("a lookup of a deep merged directory opens only its top instances; its first use the rest",
+          "[union][index]") {
+  constexpr size_t kLower = 12;
+  Union u(kLower + 1);
+  for (size_t i = 0; i < kLower; ++i) u.b.file(i, "d/f" + std::to_string(i), "x");
+  u.b.file(kLower, "d/up", "u");  // the upper holds an instance too
+  u.b.file(0, "other", "o");
+  u.start(kPriv);
+  REQUIRE(u.fs->lookup(u.fs->root(), "other").ok());  // the root's index is built here
+  const size_t before = open_fds();
+  Inode& d = u.at("d");
+  // The upper instance and the topmost lower one, whatever the depth.
+  CHECK(open_fds() - before <= 2);
+  CHECK(u.attr("d").st_nlink == 1u);  // merged, as overlayfs reports it
+  // The first use opens the others, once, and indexes them: every name resolves.
+  for (size_t i = 0; i < kLower; ++i) CHECK(u.read("d/f" + std::to_string(i)) == "x");
+  CHECK(open_fds() - before >= kLower + 1);
+  CHECK(d.index() != nullptr);
+  CHECK(u.names("d").size() == kLower + 1);
+  // A new lookup of the same directory (the kernel forgot and asked again) reuses them.
+  const size_t resolved = open_fds();
+  REQUIRE(u.fs->lookup(u.fs->root(), "d").ok());
+  CHECK(u.lookup_error("d/none") == ENOENT);
+  CHECK(open_fds() == resolved);
   CHECK_LOWERS_UNCHANGED(u);
 }
 
