@@ -27,6 +27,10 @@ UnionFs::UnionFs(LayerStack stack, Options opts, UniqueFd workdir)
   s.parts = std::move(parts);
   root->set_state(std::move(s));
   table_.set_root(std::move(root));
+  // Index the root now, at mount: every path starts there, so the first lookup after the mount
+  // does not pay for reading every layer's root (a failure only leaves it to the first lookup).
+  Inode& r = table_.root();
+  (void)index_of(r, r.state().parts, false);
 }
 
 Result<SharedParts> UnionFs::dir_parts(Inode& dir) const {
