@@ -597,7 +597,7 @@ TEST_CASE("a lookup of a deep merged directory opens only its top instances; its
   u.b.file(kLower, "d/up", "u");  // the upper holds an instance too
   u.b.file(0, "other", "o");
   u.start(kPriv);
-  REQUIRE(u.fs->lookup(u.fs->root(), "other").ok());  // the root's index is built here
+  CHECK(u.fs->root().index() != nullptr);  // built at mount
   const size_t before = open_fds();
   Inode& d = u.at("d");
   // The upper instance and the topmost lower one, whatever the depth.
