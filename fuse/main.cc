@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/id_map.h"
 #include "core/layer.h"
 #include "core/union_fs.h"
 #include "fuse/ops.h"
@@ -57,6 +58,13 @@ constexpr const char* kUsage =
     "  -o lowerdir=TOP:...:BOTTOM,upperdir=U,workdir=W\n"
     "                      the overlayfs/fuse-overlayfs form, instead of LAYERS (lowerdir\n"
     "                      lists the top layer first; without upperdir the mount is read-only)\n"
+    "  -o uidmapping=C:H:N[:C:H:N...], -o gidmapping=C:H:N[:...]\n"
+    "                      fuse-overlayfs's id mapping: ids C..C+N-1 stored in the layers show\n"
+    "                      as H..H+N-1, and new owners are stored the other way round; ids\n"
+    "                      outside every range become the overflow id (65534)\n"
+    "  -o squash_to_root, -o squash_to_uid=UID, -o squash_to_gid=GID\n"
+    "                      show every file as owned by root, or by UID/GID (what is stored\n"
+    "                      does not change; a failed chown is then ignored)\n"
     "  -o OPT              any other option is passed to FUSE (e.g. allow_other)\n"
     "  -h, --help          this text\n"
     "  -V, --version       the version\n";
@@ -72,6 +80,7 @@ struct Cli {
   int idle_threads = -1;  // libfuse's default
   std::vector<std::string> fuse_opts;
   std::vector<Volume> volumes;
+  IdMap ids;
   // The overlayfs / fuse-overlayfs form: lowerdir lists the top layer first.
   std::string lowerdir, upperdir, workdir;
   std::string layers;
@@ -153,11 +162,8 @@ void parse_option(Cli& cli, const std::string& opt) {
     cli.upperdir = opt.substr(9);
   } else if (opt.starts_with("workdir=")) {
     cli.workdir = opt.substr(8);
-  } else if (opt.starts_with("uidmapping=") || opt.starts_with("gidmapping=") ||
-             opt.starts_with("squash_to_")) {
-    // Rootless containers/storage passes these for a user namespace; ignoring them would
-    // show wrong owners, so refuse until id mapping is implemented.
-    throw SetupError("option '" + opt + "' (id mapping for a user namespace) is not supported yet");
+  } else if (cli.ids.parse_option(opt)) {
+    // uidmapping=, gidmapping=, squash_to_root, squash_to_uid=, squash_to_gid=: core/id_map.h.
   } else if (is_ignored_overlay_option(opt)) {
     // Accepted for compatibility with fuse-overlayfs command lines; see the function.
   } else if (opt.starts_with("volume=")) {
@@ -255,6 +261,17 @@ void check_mountpoint(const std::string& mp) {
   }
   ::closedir(d);
   if (!empty) throw SetupError("mount point '" + mp + "' is not empty");
+}
+
+// The id that stands for one no mapping holds (what stat shows for an unmapped owner in a user
+// namespace); fuse-overlayfs reads the same files.
+uint32_t read_overflow_id(const char* path) {
+  uint32_t id = 65534;
+  if (FILE* f = std::fopen(path, "re")) {
+    if (std::fscanf(f, "%u", &id) != 1) id = 65534;
+    std::fclose(f);
+  }
+  return id;
 }
 
 // Runs the session loop until it is unmounted or told to exit.
@@ -384,7 +401,9 @@ int run(int argc, char** argv) {
     if (!root) throw SetupError("volumes are bind mounts: they need root");
     prepare_volumes(fs, cli.volumes);
   }
-  Daemon daemon{&fs, cli.timeout};
+  cli.ids.overflow_uid = read_overflow_id("/proc/sys/kernel/overflowuid");
+  cli.ids.overflow_gid = read_overflow_id("/proc/sys/kernel/overflowgid");
+  Daemon daemon{&fs, cli.timeout, cli.ids};
 
   std::vector<std::string> args = {"unionfs-cpp"};
   std::string o = "fsname=unionfs-cpp,subtype=unionfs-cpp,default_permissions";

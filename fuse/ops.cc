@@ -1,7 +1,8 @@
 // libfuse low-level operations: unpack, call UnionFs, reply. Each op runs inside guard(), which
 // turns an escaping exception into an error reply so that nothing throws into libfuse.
 // Lookup counts: every entry reply (lookup, create, mknod, mkdir, symlink, link, readdirplus)
-// is counted by UnionFs::lookup; forget gives them back.
+// is counted by UnionFs::lookup; forget gives them back. Owners cross the IdMap here: attributes
+// on the way out, the caller and chown's new owner on the way in.
 #include "fuse/ops.h"
 
 #include <dirent.h>
@@ -41,9 +42,18 @@ static_assert(sizeof(fuse_ino_t) >= sizeof(Inode*), "nodeids are inode addresses
 FileHandle& file(fuse_file_info* fi) { return *reinterpret_cast<FileHandle*>(fi->fh); }
 DirHandle& dir(fuse_file_info* fi) { return *reinterpret_cast<DirHandle*>(fi->fh); }
 
+const IdMap& ids_of(fuse_req_t req) { return daemon_of(req).ids; }
+
+// New objects belong to the caller, stored as the id mapping says (fuse-overlayfs: get_uid).
 Caller caller(fuse_req_t req) {
   const fuse_ctx* c = fuse_req_ctx(req);
-  return Caller{c->uid, c->gid};
+  return Caller{ids_of(req).container_uid(c->uid), ids_of(req).container_gid(c->gid)};
+}
+
+// Attributes as the mount shows them: owners through the id mapping and squashing.
+struct stat shown(fuse_req_t req, struct stat st) {
+  if (!ids_of(req).identity()) ids_of(req).to_host(st);
+  return st;
 }
 
 template <typename F>
@@ -65,7 +75,7 @@ double attr_timeout(fuse_req_t req, const Inode& inode, const struct stat& st) {
 fuse_entry_param entry_param(fuse_req_t req, const Entry& e) {
   fuse_entry_param p{};
   p.ino = nodeid(req, e.inode);
-  p.attr = e.attr;
+  p.attr = shown(req, e.attr);
   p.attr_timeout = attr_timeout(req, *e.inode, e.attr);
   p.entry_timeout = daemon_of(req).timeout;
   return p;
@@ -120,30 +130,43 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
     Inode& inode = node(req, ino);
     auto st = fs_of(req).getattr(inode);
     if (!st) return (void)fuse_reply_err(req, st.error());
-    fuse_reply_attr(req, &*st, attr_timeout(req, inode, *st));
+    const struct stat attr = shown(req, *st);
+    fuse_reply_attr(req, &attr, attr_timeout(req, inode, attr));
   });
+}
+
+SetAttr to_set_attr(fuse_req_t req, const struct stat* attr, int to_set) {
+  SetAttr a;
+  a.set_mode = to_set & FUSE_SET_ATTR_MODE;
+  a.set_uid = to_set & FUSE_SET_ATTR_UID;
+  a.set_gid = to_set & FUSE_SET_ATTR_GID;
+  a.set_size = to_set & FUSE_SET_ATTR_SIZE;
+  a.set_atime = to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW);
+  a.set_mtime = to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW);
+  a.mode = attr->st_mode;
+  a.uid = ids_of(req).container_uid(attr->st_uid);
+  a.gid = ids_of(req).container_gid(attr->st_gid);
+  a.size = attr->st_size;
+  a.atime = (to_set & FUSE_SET_ATTR_ATIME_NOW) ? timespec{0, UTIME_NOW} : attr->st_atim;
+  a.mtime = (to_set & FUSE_SET_ATTR_MTIME_NOW) ? timespec{0, UTIME_NOW} : attr->st_mtim;
+  return a;
 }
 
 void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
   guard(req, [&] {
-    SetAttr a;
-    a.set_mode = to_set & FUSE_SET_ATTR_MODE;
-    a.set_uid = to_set & FUSE_SET_ATTR_UID;
-    a.set_gid = to_set & FUSE_SET_ATTR_GID;
-    a.set_size = to_set & FUSE_SET_ATTR_SIZE;
-    a.set_atime = to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW);
-    a.set_mtime = to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW);
-    a.mode = attr->st_mode;
-    a.uid = attr->st_uid;
-    a.gid = attr->st_gid;
-    a.size = attr->st_size;
-    a.atime = (to_set & FUSE_SET_ATTR_ATIME_NOW) ? timespec{0, UTIME_NOW} : attr->st_atim;
-    a.mtime = (to_set & FUSE_SET_ATTR_MTIME_NOW) ? timespec{0, UTIME_NOW} : attr->st_mtim;
+    SetAttr a = to_set_attr(req, attr, to_set);
     int fd = fi ? file(fi).fd.get() : -1;
     Inode& inode = node(req, ino);
+    if (ids_of(req).squashes() && (a.set_uid || a.set_gid)) {
+      // Squashed owners do not follow a chown, so, like fuse-overlayfs, its failure is no error.
+      SetAttr own{.set_uid = a.set_uid, .set_gid = a.set_gid, .uid = a.uid, .gid = a.gid};
+      (void)fs_of(req).setattr(inode, own, fd);
+      a.set_uid = a.set_gid = false;
+    }
     auto st = fs_of(req).setattr(inode, a, fd);
     if (!st) return (void)fuse_reply_err(req, st.error());
-    fuse_reply_attr(req, &*st, attr_timeout(req, inode, *st));
+    const struct stat out = shown(req, *st);
+    fuse_reply_attr(req, &out, attr_timeout(req, inode, out));
   });
 }
 

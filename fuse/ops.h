@@ -4,6 +4,7 @@
 
 #include <fuse_lowlevel.h>
 
+#include "core/id_map.h"
 #include "core/union_fs.h"
 
 namespace unionfs::fuse {
@@ -11,6 +12,7 @@ namespace unionfs::fuse {
 struct Daemon {
   UnionFs* fs = nullptr;
   double timeout = 86400.0;  ///< entry and attribute cache time, seconds
+  IdMap ids;                 ///< owners shown and stored (uidmapping=, squash_to_*...)
 };
 
 /// Fills the operation table.

@@ -8,6 +8,7 @@ PACKAGES=(
   fuse3 libfuse3-dev libxxhash-dev libboost-filesystem-dev
   catch2 libbenchmark-dev
   python3 attr git tar coreutils util-linux procps
+  podman runc busybox-static fuse-overlayfs uidmap acl
 )
 
 missing=()

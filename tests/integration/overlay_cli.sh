@@ -46,9 +46,20 @@ else
   echo "note: mount.fuse3 not installed; skipped this check"
 fi
 
+check "the id-mapping options of containers/storage are honoured (tests/integration/idmap.sh compares them with fuse-overlayfs)"
+"$UNIONFS_BIN" -o "lowerdir=${L[1]}:${L[0]},uidmapping=$(id -u):1000:1,gidmapping=$(id -g):2000:1" "$M"
+_MOUNTS+=("$M"); _MPIDS+=("")
+expect_eq "$(stat -c '%u:%g' "$M/g")" "1000:2000" "owner of a lower file through uidmapping/gidmapping"
+unmount_union "$M"
+"$UNIONFS_BIN" -o "lowerdir=${L[1]}:${L[0]},squash_to_root,squash_to_gid=7" "$M"
+_MOUNTS+=("$M"); _MPIDS+=("")
+expect_eq "$(stat -c '%u:%g' "$M/g")" "0:7" "owner of a lower file through squash_to_root,squash_to_gid=7"
+unmount_union "$M"
+
 check "bad overlay-style options exit 2 and mount nothing"
 for o in "lowerdir=${L[0]},bogus_option" "upperdir=$U" "lowerdir=${L[0]},upperdir=$U,workdir=$T/nope" \
-         "lowerdir=${L[0]},uidmapping=0:1000:65536"; do
+         "lowerdir=${L[0]},uidmapping=0:1000" "lowerdir=${L[0]},gidmapping=0:x:1" \
+         "lowerdir=${L[0]},squash_to_uid=-1"; do
   st=0
   "$UNIONFS_BIN" -o "$o" "$M" 2>"$T/err" || st=$?
   expect_eq "$st" 2 "exit status for -o $o"
