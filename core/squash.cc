@@ -20,6 +20,7 @@
 
 #include "core/dir_index.h"
 #include "core/lookup.h"
+#include "core/output_dir.h"
 #include "core/sys.h"
 
 namespace unionfs {
@@ -328,36 +329,6 @@ Status squash_into(const LayerStack& stack, const WhiteoutFormat& fmt, const Squ
   return walk.finish_dir(range->front(), out, stopped && opts.range.bottom > 0, "");
 }
 
-// Best-effort removal of a partial output (the temporary directory after a failure).
-void remove_tree(int dir, const std::string& name) {
-  auto fd = sys::open_at(dir, name.c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd) {
-    (void)sys::chmod_fd(fd->get(), 0700);  // a finished directory may be read-only
-    auto ents = sys::read_dir(fd->get());
-    for (const sys::DirEnt& e : ents ? *ents : std::vector<sys::DirEnt>{}) {
-      if (e.type == DT_DIR) {
-        remove_tree(fd->get(), e.name);
-      } else {
-        (void)sys::unlink_at(fd->get(), e.name.c_str());
-      }
-    }
-  }
-  (void)sys::unlink_at(dir, name.c_str(), AT_REMOVEDIR);
-}
-
-// "a/b/out/" → {"a/b", "out"}; throws for a path that names no new directory.
-std::pair<std::string, std::string> split_target(const std::string& outdir) {
-  std::string p = outdir;
-  while (p.size() > 1 && p.back() == '/') p.pop_back();
-  const size_t slash = p.rfind('/');
-  std::string name = slash == std::string::npos ? p : p.substr(slash + 1);
-  std::string parent = slash == std::string::npos ? "." : slash == 0 ? "/" : p.substr(0, slash);
-  if (name.empty() || name == "." || name == ".." || name == "/") {
-    throw SetupError("output directory '" + outdir + "': must name a directory to create");
-  }
-  return {parent, name};
-}
-
 std::string layer_clash(const LayerStack& stack, const struct stat& st) {
   for (size_t i = 0; i < stack.size(); ++i) {
     const Layer& l = stack.layer(i);
@@ -396,17 +367,11 @@ void check_squash_target(const LayerStack& stack, const std::string& outdir) {
   const std::string what = "output directory '" + outdir + "'";
   auto parent = sys::open_path(parent_path, O_RDONLY | O_DIRECTORY);
   if (!parent) throw SetupError(what + ": " + std::strerror(parent.error()));
+  check_absent_or_empty(parent->get(), name, what);
   auto st = sys::stat_at(parent->get(), name.c_str());
   if (st) {
-    if (!S_ISDIR(st->st_mode)) throw SetupError(what + " exists and is not a directory");
     const std::string clash = layer_clash(stack, *st);
     if (!clash.empty()) throw SetupError(what + " is " + clash + " of the stack");
-    auto fd = sys::open_at(parent->get(), name.c_str(), O_RDONLY | O_DIRECTORY);
-    auto ents = fd ? sys::read_dir(fd->get()) : Result<std::vector<sys::DirEnt>>(Errno{fd.error()});
-    if (!ents) throw SetupError(what + ": " + std::strerror(ents.error()));
-    if (!ents->empty()) throw SetupError(what + " exists and is not empty");
-  } else if (st.error() != ENOENT) {
-    throw SetupError(what + ": " + std::strerror(st.error()));
   }
   // Up from the parent to "/": a layer among them would be written into.
   UniqueFd cur = std::move(*parent);

@@ -2,6 +2,9 @@
 #include "core/sys.h"
 
 #include <dirent.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <linux/openat2.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
@@ -253,6 +256,80 @@ Status copy_data(int in, int out, off_t len) {
   // The destination gets the full size even when the source ends in a hole.
   return ftruncate(out, len);
 }
+
+Result<size_t> read(int fd, char* buf, size_t len) {
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, len);
+    if (n >= 0) return static_cast<size_t>(n);
+    if (errno != EINTR) return last_errno();
+  }
+}
+
+Status write_all(int fd, const char* buf, size_t len) {
+  while (len > 0) {
+    const ssize_t n = ::write(fd, buf, len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return last_errno();
+    }
+    buf += n;
+    len -= static_cast<size_t>(n);
+  }
+  return kOk;
+}
+
+Status pwrite_all(int fd, const char* buf, size_t len, off_t off) {
+  while (len > 0) {
+    const ssize_t n = ::pwrite(fd, buf, len, off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return last_errno();
+    }
+    buf += n;
+    off += n;
+    len -= static_cast<size_t>(n);
+  }
+  return kOk;
+}
+
+Result<off_t> seek_set(int fd, off_t off) {
+  const off_t r = ::lseek(fd, off, SEEK_SET);
+  if (r < 0) return last_errno();
+  return r;
+}
+
+Result<std::pair<UniqueFd, UniqueFd>> pipe() {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) < 0) return last_errno();
+  return std::pair<UniqueFd, UniqueFd>(UniqueFd(fds[0]), UniqueFd(fds[1]));
+}
+
+Result<pid_t> spawn(const std::vector<std::string>& argv, int in, int out) {
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  // posix_spawn* return the error number; they do not set errno.
+  int rc = ::posix_spawn_file_actions_init(&fa);
+  if (rc != 0) return Errno{rc};
+  rc = ::posix_spawn_file_actions_adddup2(&fa, in, STDIN_FILENO);
+  if (rc == 0) rc = ::posix_spawn_file_actions_adddup2(&fa, out, STDOUT_FILENO);
+  pid_t pid = -1;
+  if (rc == 0) rc = ::posix_spawnp(&pid, args[0], &fa, nullptr, args.data(), environ);
+  ::posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) return Errno{rc};
+  return pid;
+}
+
+Result<int> wait_child(pid_t pid) {
+  int st = 0;
+  while (::waitpid(pid, &st, 0) < 0) {
+    if (errno != EINTR) return last_errno();
+  }
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+void kill_child(pid_t pid, int sig) { (void)::kill(pid, sig); }
 
 Result<bool> read_dir_fd(int fd, std::vector<DirEnt>* out, size_t max_entries) {
   // getdents64 directly: fdopendir would cost an fstat and two fcntls per directory, and a

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/result.h"
@@ -78,6 +79,24 @@ Result<std::vector<DirEnt>> read_dir(int dir_fd);
 /// read, with getdents64 on `fd` itself (it moves its offset). Stops early once `out` holds more
 /// than `max_entries`: returns whether the whole directory was read.
 Result<bool> read_dir_fd(int fd, std::vector<DirEnt>* out, size_t max_entries = SIZE_MAX);
+
+/// read(2), retried on EINTR: the number of bytes read (0 at the end).
+Result<size_t> read(int fd, char* buf, size_t len);
+/// pwrite(2) of all `len` bytes at `off` (retries short writes and EINTR).
+Status pwrite_all(int fd, const char* buf, size_t len, off_t off);
+/// Writes all `len` bytes (retries short writes and EINTR). EPIPE when the reader is gone.
+Status write_all(int fd, const char* buf, size_t len);
+/// lseek(2) from the start: the new offset.
+Result<off_t> seek_set(int fd, off_t off);
+/// A pipe, both ends O_CLOEXEC: {read end, write end}.
+Result<std::pair<UniqueFd, UniqueFd>> pipe();
+/// Starts `argv[0]` (searched in PATH) with stdin = `in` and stdout = `out`; other fds are
+/// not inherited (all are O_CLOEXEC). ENOENT when the program is not installed.
+Result<pid_t> spawn(const std::vector<std::string>& argv, int in, int out);
+/// Waits for a child started by spawn(): its exit status, or 128 + signal if killed.
+Result<int> wait_child(pid_t pid);
+/// Sends `sig` to a child started by spawn().
+void kill_child(pid_t pid, int sig);
 
 /// "/proc/self/fd/N".
 std::string fd_path(int fd);

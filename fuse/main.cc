@@ -36,6 +36,8 @@ constexpr const char* kUsage =
     "       unionfs-cpp which LAYERS PATH\n"
     "       unionfs-cpp diff [--format json] [--exclude PATH]... | layers [--bytes] [--format json] LAYERS\n"
     "       unionfs-cpp squash [--range I:J] [--format auto|overlay|oci] LAYERS OUTDIR\n"
+    "       unionfs-cpp import [--image NAME] [--format auto|overlay|oci] IMAGE.tar DIR\n"
+    "       unionfs-cpp export LAYER_DIR LAYER.tar\n"
     "\n"
     "Mounts a union of directories, listed bottom to top; the last one is the writable upper\n"
     "layer. Lookups go top-down; whiteouts and opaque directories hide what lies below.\n"

@@ -1,6 +1,6 @@
-// Front ends of `diff`, `layers` and `squash`: argument parsing and the text and JSON output
-// formats. The work is in core/image_diff, core/layer_table and core/squash; nothing here reads
-// a layer.
+// Front ends of `diff`, `layers`, `squash`, `import` and `export`: argument parsing and the
+// text and JSON output formats. The work is in core/image_diff, core/layer_table, core/squash,
+// core/image_import and core/layer_export; nothing here reads a layer.
 #include "fuse/tools.h"
 
 #include <unistd.h>
@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "core/image_diff.h"
+#include "core/image_import.h"
+#include "core/layer_export.h"
 #include "core/layer_table.h"
 #include "core/progress.h"
 #include "core/squash.h"
@@ -27,6 +29,10 @@ constexpr const char* kLayersUsage =
 
 constexpr const char* kSquashUsage =
     "usage: unionfs-cpp squash [--range I:J] [--format auto|overlay|oci] LAYERS OUTDIR";
+
+constexpr const char* kImportUsage =
+    "usage: unionfs-cpp import [--image NAME] [--format auto|overlay|oci] IMAGE.tar DIR";
+constexpr const char* kExportUsage = "usage: unionfs-cpp export LAYER_DIR LAYER.tar";
 
 enum class Format { kText, kJson };
 
@@ -295,15 +301,83 @@ int run_squash(int argc, char** argv) {
   return 0;
 }
 
+int run_import(int argc, char** argv) {
+  ImportOptions opts;
+  opts.privileged = ::geteuid() == 0;
+  std::string image;
+  std::vector<std::string> positional;
+  for (int i = 1; i < argc; ++i) {
+    std::string v;
+    const std::string a = argv[i];
+    if (take_value(argc, argv, i, "--image", v)) {
+      image = v;
+    } else if (take_value(argc, argv, i, "--format", v)) {
+      opts.format = parse_squash_format(v);
+    } else if (a.size() > 1 && a[0] == '-') {
+      throw SetupError("import: unknown option '" + a + "' (see --help)");
+    } else {
+      positional.push_back(a);
+    }
+  }
+  if (positional.size() != 2) throw SetupError(kImportUsage);
+  const std::string& dir = positional[1];
+  check_import_target(dir);
+  std::string why;
+  auto src = open_import(positional[0], image, &why);
+  if (!src) throw SetupError("import: " + why);
+  Result<ImportResult> res = Errno{EIO};
+  {
+    Progress progress("importing", src->total_bytes);
+    res = import_layers(*src, dir, opts, [&](uint64_t n) { progress.advance(n); }, &why);
+  }
+  if (!res) throw SetupError("import: " + why + " (nothing written)");
+  std::fprintf(stderr, "imported %s%s%s (%s): %zu layers into %s; mount with:\n"
+               "  unionfs-cpp $(cat %s/stack):UPPER MOUNTPOINT\n",
+               src->plan.name.empty() ? "the image" : "'", src->plan.name.c_str(),
+               src->plan.name.empty() ? "" : "'", src->plan.format.c_str(), res->layers.size(),
+               dir.c_str(), dir.c_str());
+  std::printf("%s\n", res->stack.c_str());
+  return 0;
+}
+
+int run_export(int argc, char** argv) {
+  std::vector<std::string> positional;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a.size() > 1 && a[0] == '-') {
+      throw SetupError("export: unknown option '" + a + "' (see --help)");
+    }
+    positional.push_back(a);
+  }
+  if (positional.size() != 2) throw SetupError(kExportUsage);
+  check_export_target(positional[0], positional[1]);
+  const WhiteoutFormat fmt = read_format();
+  std::string why;
+  auto plan = LayerExport::scan(positional[0], fmt, &why);
+  if (!plan) throw SetupError("export: cannot read " + why);
+  Result<ExportStats> stats = Errno{EIO};
+  {
+    Progress progress("exporting", plan->data_bytes());
+    stats = plan->write(positional[1], [&](uint64_t n) { progress.advance(n); }, &why);
+  }
+  if (!stats) throw SetupError("export: " + why + " (nothing written)");
+  std::printf("sha256:%s\n", stats->diff_id.c_str());
+  return 0;
+}
+
 }  // namespace
 
 bool is_tool(const char* name) {
-  return std::strcmp(name, "diff") == 0 || std::strcmp(name, "layers") == 0 ||
-         std::strcmp(name, "squash") == 0;
+  for (const char* t : {"diff", "layers", "squash", "import", "export"}) {
+    if (std::strcmp(name, t) == 0) return true;
+  }
+  return false;
 }
 
 int run_tool(int argc, char** argv) {
   if (std::strcmp(argv[0], "squash") == 0) return run_squash(argc, argv);
+  if (std::strcmp(argv[0], "import") == 0) return run_import(argc, argv);
+  if (std::strcmp(argv[0], "export") == 0) return run_export(argc, argv);
   return std::strcmp(argv[0], "diff") == 0 ? run_diff(argc, argv) : run_layers(argc, argv);
 }
 

@@ -8,7 +8,7 @@ PACKAGES=(
   fuse3 libfuse3-dev libxxhash-dev libboost-filesystem-dev
   catch2 libbenchmark-dev
   python3 attr git tar coreutils util-linux procps
-  podman runc busybox-static fuse-overlayfs uidmap acl
+  podman runc busybox-static fuse-overlayfs uidmap acl gzip zstd
 )
 
 missing=()

@@ -267,3 +267,33 @@ expect_listing() { # DIR "sorted names, space separated" DESCRIPTION
 is_whiteout() { # PATH in a layer: char device 0/0
   [[ -c $1 ]] && [[ $(stat -c '%t:%T' "$1") == 0:0 ]]
 }
+
+# --- trees seen from inside a root file system --------------------------------------------------
+
+# TREE_MANIFEST_SH, run by busybox sh inside a root file system (a container, a chroot into a
+# mount): every path but the runtime's mounts and files, sorted: type, mode, owner; for
+# non-directories the link count and an inode number when it is above 1 (replaced by the first
+# name of its hard-link group by fix_manifest); sizes and md5 of files, link targets. Not for
+# directories: their size is the layer file system's and overlayfs counts a merged directory's
+# links as 1.
+TREE_MANIFEST_SH='
+find / -xdev \( -path /proc -o -path /sys -o -path /dev -o -path /run \) -prune -o -print \
+  | grep -vxE "/etc/(hostname|hosts|resolv.conf)" | LC_ALL=C sort | while IFS= read -r p; do
+  if [ -L "$p" ]; then
+    echo "$(stat -c "%n|%F|%a|%u:%g|%h" "$p")|-> $(readlink "$p")"
+  elif [ -d "$p" ]; then
+    stat -c "%n|%F|%a|%u:%g" "$p"
+  elif [ -f "$p" ]; then
+    echo "$(stat -c "%n|%F|%a|%u:%g|%h|%s" "$p")|$(md5sum <"$p" | cut -d" " -f1)|@$(stat -c %h:%i "$p")"
+  else
+    echo "$(stat -c "%n|%F|%a|%u:%g|%h|%t:%T" "$p")|@$(stat -c %h:%i "$p")"
+  fi
+done
+'
+fix_manifest() { # stdin → stdout: "@NLINK:INO" becomes "" (NLINK 1) or "group=FIRST PATH"
+  awk -F'|' -v OFS='|' '
+    $NF ~ /^@/ { split(substr($NF, 2), a, ":")
+                 if (a[1] == 1) $NF = ""
+                 else { if (!(a[2] in g)) g[a[2]] = $1; $NF = "group=" g[a[2]] } }
+    { print }'
+}
