@@ -70,11 +70,18 @@ class Search {
       return true;
     }
     if (!f_.exists) {
+      const std::string n(name_);
       struct stat s{};
+      UniqueFd path_fd;
       if (st) {
         s = *st;
+      } else if (!is_dir) {
+        // A non-directory known from the index: open it, then stat what was opened (the
+        // reply's attributes then come from the very object the inode holds).
+        UNIONFS_ASSIGN_OR_RETURN(path_fd, sys::open_at(part.get(), n.c_str(), O_PATH));
+        UNIONFS_ASSIGN_OR_RETURN(s, sys::fstat(path_fd.get()));
       } else {
-        UNIONFS_ASSIGN_OR_RETURN(s, sys::stat_at(part.get(), std::string(name_).c_str()));
+        UNIONFS_ASSIGN_OR_RETURN(s, sys::stat_at(part.get(), n.c_str()));
       }
       f_.exists = true;
       f_.st = s;
@@ -82,9 +89,10 @@ class Search {
       f_.origin_dev = s.st_dev;
       f_.origin_ino = s.st_ino;
       if (!S_ISDIR(s.st_mode)) {
-        UNIONFS_ASSIGN_OR_RETURN(UniqueFd fd,
-                                 sys::open_at(part.get(), std::string(name_).c_str(), O_PATH));
-        f_.fd = std::make_shared<const UniqueFd>(std::move(fd));
+        if (!path_fd.valid()) {
+          UNIONFS_ASSIGN_OR_RETURN(path_fd, sys::open_at(part.get(), n.c_str(), O_PATH));
+        }
+        f_.fd = std::make_shared<const UniqueFd>(std::move(path_fd));
         return true;
       }
     } else if (!is_dir) {

@@ -127,7 +127,8 @@ Result<Entry> UnionFs::lookup(Inode& parent, std::string_view name) {
   std::shared_ptr<Inode> inode = table_.acquire(key, s, ino, is_dir);
   Entry e;
   e.inode = inode.get();
-  auto st = stat_of(s, *inode);
+  // A lower object cannot have changed since find() stat'ed it: no second fstat.
+  auto st = stat_of(s, *inode, stack_.is_upper(f.layer) ? nullptr : &f.st);
   if (!st) {
     table_.forget(*inode, 1);
     return Errno{st.error()};
@@ -140,10 +141,16 @@ Result<Entry> UnionFs::entry_for(Inode& parent, std::string_view name) {
   return lookup(parent, name);
 }
 
-Result<struct stat> UnionFs::stat_of(const Inode::State& s, const Inode& inode) const {
-  int fd = inode.is_dir ? (s.parts.empty() ? -1 : s.parts.front().get()) : (s.fd ? s.fd->get() : -1);
-  if (fd < 0) return Errno{ESTALE};
-  UNIONFS_ASSIGN_OR_RETURN(struct stat st, sys::fstat(fd));
+Result<struct stat> UnionFs::stat_of(const Inode::State& s, const Inode& inode,
+                                     const struct stat* known) const {
+  struct stat st{};
+  if (known) {
+    st = *known;
+  } else {
+    int fd = inode.is_dir ? (s.parts.empty() ? -1 : s.parts.front().get()) : (s.fd ? s.fd->get() : -1);
+    if (fd < 0) return Errno{ESTALE};
+    UNIONFS_ASSIGN_OR_RETURN(st, sys::fstat(fd));
+  }
   if (!inode.is_dir && stack_.is_upper(s.layer)) {
     (void)upper_key(st.st_dev, st.st_ino, &st.st_ino);
   } else {

@@ -137,7 +137,10 @@ class UnionFs {
   /// The identity of an upper non-directory object with this (dev, ino).
   InodeKey upper_key(dev_t dev, ino_t ino, uint64_t* st_ino) const;
   Result<Entry> entry_for(Inode& parent, std::string_view name);  ///< lookup after a change
-  Result<struct stat> stat_of(const Inode::State& s, const Inode& inode) const;
+  /// The attributes the kernel sees: of `known` if given (just read from the same object),
+  /// else read from the inode's descriptor.
+  Result<struct stat> stat_of(const Inode::State& s, const Inode& inode,
+                              const struct stat* known = nullptr) const;
   Status check_new_name(std::string_view name) const;
 
   // copy_up.cc
