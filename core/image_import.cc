@@ -169,8 +169,19 @@ Result<ImportResult> import_layers(const ImportSource& src, const std::string& d
   const std::string final_dir = (*real == "/" ? "" : *real) + "/" + name;
   const bool existed = sys::stat_at(pfd, name.c_str()).ok();
   const std::string tmp = "." + name + ".import-tmp." + std::to_string(::getpid());
-  Status s = sys::mkdir_at(pfd, tmp.c_str(), 0755);
+  // As root the layers hold what the image holds (set-user-ID files, device nodes): only root
+  // may reach into them, while they are built and after.
+  Status s = sys::mkdir_at(pfd, tmp.c_str(), ::geteuid() == 0 ? 0700 : 0755);
   if (!s) return failed_sys(why, s.error(), "cannot create '" + parent_path + "/" + tmp + "'");
+  // Removes the temporary directory on every way out but success, an exception included.
+  struct Cleanup {
+    int pfd;
+    const std::string& tmp;
+    bool armed = true;
+    ~Cleanup() {
+      if (armed) remove_tree(pfd, tmp);
+    }
+  } cleanup{pfd, tmp};
   auto out = sys::open_at(pfd, tmp.c_str(), O_RDONLY | O_DIRECTORY);
   Result<ImportResult> res = out ? import_into(src, out->get(), final_dir, opts, bytes, why)
                                  : Result<ImportResult>(Errno{out.error()});
@@ -181,7 +192,7 @@ Result<ImportResult> import_layers(const ImportSource& src, const std::string& d
     if (!s)
       res = failed_sys(why, s.error(), "cannot rename the result into place as '" + dir + "'");
   }
-  if (!res) remove_tree(pfd, tmp);
+  if (res) cleanup.armed = false;
   return res;
 }
 

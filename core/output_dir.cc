@@ -39,12 +39,21 @@ void check_absent_or_empty(int parent, const std::string& name, const std::strin
 }
 
 void remove_tree(int dir, const std::string& name) {
+  // A finished directory may be unreadable (mode 0, say) to a caller that is not root: make it
+  // ours to read through an O_PATH descriptor first, then open it for reading.
+  if (auto path = sys::open_at(dir, name.c_str(), O_PATH | O_DIRECTORY)) {
+    (void)sys::chmod_fd(path->get(), 0700);
+  }
   auto fd = sys::open_at(dir, name.c_str(), O_RDONLY | O_DIRECTORY);
   if (fd) {
-    (void)sys::chmod_fd(fd->get(), 0700);  // a finished directory may be read-only
     auto ents = sys::read_dir(fd->get());
     for (const sys::DirEnt& e : ents ? *ents : std::vector<sys::DirEnt>{}) {
-      if (e.type == DT_DIR) {
+      bool is_dir = e.type == DT_DIR;
+      if (e.type == DT_UNKNOWN) {
+        auto st = sys::stat_at(fd->get(), e.name.c_str());
+        is_dir = st && S_ISDIR(st->st_mode);
+      }
+      if (is_dir) {
         remove_tree(fd->get(), e.name);
       } else {
         (void)sys::unlink_at(fd->get(), e.name.c_str());

@@ -12,6 +12,9 @@ namespace {
 
 constexpr size_t kBlock = 512;
 constexpr uint64_t kMaxMeta = 1 << 20;  // pax and GNU long-name data we keep in memory
+// Entry sizes past this are refused: the data and its padding must stay countable in 64 bits
+// (a size near 2^64 would wrap to "no data" and smuggle its data in as headers).
+constexpr uint64_t kMaxSize = uint64_t{1} << 62;
 
 // Field offsets and widths of the ustar header.
 struct Field {
@@ -149,7 +152,7 @@ Status TarReader::parse_pax(const std::string& data, Overrides& o) {
     const size_t sp = data.find(' ', pos);
     uint64_t len = 0;
     if (sp == std::string::npos || !parse_uint(data.substr(pos, sp - pos), &len) ||
-        len < sp - pos + 3 || pos + len > data.size() || data[pos + len - 1] != '\n') {
+        len < sp - pos + 3 || len > data.size() - pos || data[pos + len - 1] != '\n') {
       return bad("malformed pax extended header");
     }
     const std::string rec = data.substr(sp + 1, pos + len - 1 - (sp + 1));
@@ -166,7 +169,7 @@ Status TarReader::parse_pax(const std::string& data, Overrides& o) {
       o.link = value;
       o.has_link = true;
     } else if (key == "size") {
-      ok = o.has_size = parse_uint(value, &v.size);
+      ok = o.has_size = parse_uint(value, &v.size) && v.size <= kMaxSize;
     } else if (key == "uid") {
       ok = o.has_uid = parse_uint(value, &v.uid);
     } else if (key == "gid") {
@@ -174,7 +177,15 @@ Status TarReader::parse_pax(const std::string& data, Overrides& o) {
     } else if (key == "mtime") {
       ok = o.has_mtime = parse_time(value, &v.mtime);
     } else if (key.starts_with("SCHILY.xattr.")) {
-      v.xattrs.emplace_back(key.substr(13), value);
+      // A later record for the same xattr replaces the earlier one (pax's rule for keys).
+      const std::string attr = key.substr(13);
+      auto it = std::find_if(v.xattrs.begin(), v.xattrs.end(),
+                             [&](const auto& x) { return x.first == attr; });
+      if (it != v.xattrs.end()) {
+        it->second = value;
+      } else {
+        v.xattrs.emplace_back(attr, value);
+      }
     } else if (key.starts_with("GNU.sparse.")) {
       return bad("GNU sparse entries are not supported", EPROTONOSUPPORT);
     }
@@ -195,6 +206,7 @@ Status TarReader::fill(const char* b, const Overrides& o, TarEntry& e) {
       !field_num(b, kMtime, &mtime) || !field_num(b, kSize, &size)) {
     return bad("bad numeric field in the header of '" + e.path + "'");
   }
+  if (size > kMaxSize) return bad("size field of '" + e.path + "' out of range");
   if (!field_num(b, kDevMajor, &major)) major = 0;
   if (!field_num(b, kDevMinor, &minor)) minor = 0;
   e.mode = static_cast<uint32_t>(mode & 07777);
@@ -236,6 +248,7 @@ Result<bool> TarReader::next(TarEntry& e) {
   e = TarEntry{};
   UNIONFS_TRY(skip_rest());
   Overrides o = global_;
+  uint64_t meta = 0;  // extended-header bytes before this entry: bounded, as each one is
   char b[kBlock];
   for (;;) {
     UNIONFS_ASSIGN_OR_RETURN(bool got, read_block(b));
@@ -245,9 +258,21 @@ Result<bool> TarReader::next(TarEntry& e) {
     uint64_t size = 0;
     if (!field_num(b, kSize, &size)) return bad("bad size field in a tar header");
     const char type = b[kType.off];
+    if (type == 'x' || type == 'g' || type == 'L' || type == 'K') {
+      meta += size;
+      if (meta > 4 * kMaxMeta) return bad("extended headers of one entry larger than 4 MiB");
+    }
     if (type == 'x' || type == 'g') {
       UNIONFS_ASSIGN_OR_RETURN(std::string data, read_meta(size, "pax header"));
-      if (type == 'g') UNIONFS_TRY(parse_pax(data, global_));
+      if (type == 'g') {
+        UNIONFS_TRY(parse_pax(data, global_));
+        // A global name would name every entry; global records are copied into each entry,
+        // so their total is bounded too.
+        if (global_.has_path || global_.has_link) return bad("a pax global header sets a name");
+        size_t total = 0;
+        for (const auto& [k, v] : global_.values.xattrs) total += k.size() + v.size();
+        if (total > kMaxMeta) return bad("pax global headers larger than 1 MiB");
+      }
       UNIONFS_TRY(parse_pax(data, o));
     } else if (type == 'L' || type == 'K') {
       UNIONFS_ASSIGN_OR_RETURN(std::string data, read_meta(size, "GNU long name"));

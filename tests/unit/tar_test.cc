@@ -6,7 +6,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
+#include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -227,6 +230,91 @@ TEST_CASE("tar: pax records", "[tar]") {
     const std::string rec = pax_record("key", std::string(n, 'v'));
     REQUIRE(std::stoul(rec.substr(0, rec.find(' '))) == rec.size());
   }
+}
+
+// A ustar header block of `type` for `name` with `size`, checksum filled in.
+std::string raw_header(const std::string& name, char type, uint64_t size) {
+  std::string b(512, '\0');
+  std::memcpy(b.data(), name.data(), std::min<size_t>(name.size(), 100));
+  std::snprintf(b.data() + 100, 8, "%07o", 0644);
+  std::snprintf(b.data() + 108, 8, "%07o", 0);
+  std::snprintf(b.data() + 116, 8, "%07o", 0);
+  std::snprintf(b.data() + 124, 12, "%011llo", static_cast<unsigned long long>(size));
+  std::snprintf(b.data() + 136, 12, "%011o", 0);
+  b[156] = type;
+  std::memcpy(b.data() + 257, "ustar\0" "00", 8);
+  unsigned sum = 0;
+  for (size_t i = 0; i < 512; ++i) sum += (i >= 148 && i < 156) ? ' ' : static_cast<unsigned char>(b[i]);
+  std::snprintf(b.data() + 148, 8, "%06o", sum);
+  return b;
+}
+// An entry of `type` with `data`, padded to whole blocks.
+std::string raw_entry(const std::string& name, char type, std::string data) {
+  std::string out = raw_header(name, type, data.size());
+  data.resize((data.size() + 511) / 512 * 512, '\0');
+  return out + data;
+}
+const std::string kEnd(1024, '\0');
+
+TEST_CASE("tar: a pax record length past its header is refused, not looped on", "[tar]") {
+  test::LayerBuilder b(0);
+  // The third record's length wraps the position back to the second record.
+  test::put_file(b.root() + "/loop.tar",
+                 raw_entry("pax", 'x', "5 b=\n5 a=\n18446744073709551611 path=xx\n") +
+                     raw_entry("f", '0', "data") + kEnd);
+  ReadResult r = read_tar(b.root() + "/loop.tar");
+  CHECK(r.error == EBADMSG);
+  CHECK(r.why.find("malformed pax") != std::string::npos);
+}
+
+TEST_CASE("tar: a size near 2^64 is refused, so no data is read as headers", "[tar]") {
+  test::LayerBuilder b(0);
+  // A pax size of 2^64-1 would wrap "data plus padding" to 0 and let "hidden" through.
+  test::put_file(b.root() + "/smuggle.tar",
+                 raw_entry("visible", '0', "v") +
+                     raw_entry("pax", 'x', pax_record("size", "18446744073709551615")) +
+                     raw_header(".wh.gone", '0', 0) + raw_entry("hidden", '0', "smuggled") + kEnd);
+  ReadResult r = read_tar(b.root() + "/smuggle.tar");
+  CHECK(r.error == EBADMSG);
+  CHECK(r.why.find("bad pax value for 'size'") != std::string::npos);
+  // The same in a base-256 size field.
+  std::string h = raw_header(".wh.gone", '0', 0);
+  h[124] = static_cast<char>(0x80);
+  for (size_t i = 125; i < 136; ++i) h[i] = static_cast<char>(i < 128 ? 0 : 0xff);  // 2^64-1
+  std::memset(h.data() + 148, ' ', 8);
+  unsigned sum = 0;
+  for (size_t i = 0; i < 512; ++i) sum += static_cast<unsigned char>(h[i]);
+  std::snprintf(h.data() + 148, 8, "%06o", sum);
+  test::put_file(b.root() + "/b256.tar", h + raw_entry("hidden", '0', "smuggled") + kEnd);
+  r = read_tar(b.root() + "/b256.tar");
+  CHECK(r.error == EBADMSG);
+  CHECK(r.why.find("out of range") != std::string::npos);
+}
+
+TEST_CASE("tar: extended headers are bounded; a global one may not name entries", "[tar]") {
+  test::LayerBuilder b(0);
+  test::put_file(b.root() + "/gpath.tar", raw_entry("g", 'g', pax_record("path", "x")) +
+                                              raw_entry("f", '0', "data") + kEnd);
+  ReadResult r = read_tar(b.root() + "/gpath.tar");
+  CHECK(r.error == EBADMSG);
+  CHECK(r.why.find("global header sets a name") != std::string::npos);
+  // Five 900 KB extended headers before one entry: each is allowed, together they are not.
+  std::string many;
+  for (int i = 0; i < 5; ++i) many += raw_entry("x", 'x', pax_record("comment", std::string(900000, 'c')));
+  test::put_file(b.root() + "/many.tar", many + raw_entry("f", '0', "data") + kEnd);
+  r = read_tar(b.root() + "/many.tar");
+  CHECK(r.error == EBADMSG);
+  CHECK(r.why.find("larger than 4 MiB") != std::string::npos);
+  // A repeated xattr record replaces the earlier value instead of adding one.
+  test::put_file(b.root() + "/xattr.tar",
+                 raw_entry("x", 'x', pax_record("SCHILY.xattr.user.a", "1") +
+                                         pax_record("SCHILY.xattr.user.a", "2")) +
+                     raw_entry("f", '0', "data") + kEnd);
+  r = read_tar(b.root() + "/xattr.tar");
+  REQUIRE(r.error == 0);
+  REQUIRE(r.ents.size() == 1);
+  REQUIRE(r.ents[0].e.xattrs.size() == 1);
+  CHECK(r.ents[0].e.xattrs[0].second == "2");
 }
 
 }  // namespace
