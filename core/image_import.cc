@@ -121,8 +121,15 @@ Result<ImportResult> import_into(const ImportSource& src, int tmp, const std::st
 Result<ImportSource> open_import(const std::string& archive, const std::string& image,
                                  std::string* why) {
   ImportSource src;
-  auto fd = sys::open_path(archive, O_RDONLY);
+  // O_NONBLOCK: a FIFO with no writer must not hang the import; it is refused just below.
+  auto fd = sys::open_path(archive, O_RDONLY | O_NONBLOCK);
   if (!fd) return failed_sys(why, fd.error(), "cannot open '" + archive + "'");
+  auto st = sys::fstat(fd->get());
+  if (!st) return failed_sys(why, st.error(), "cannot stat '" + archive + "'");
+  if (!S_ISREG(st->st_mode)) {
+    return failed(why, EINVAL, "'" + archive + "' is not a regular file (an image archive is read "
+                               "at random offsets: save it to a file first)");
+  }
   char head[8] = {};
   auto got = sys::pread(fd->get(), head, sizeof(head), 0);
   if (!got) return failed_sys(why, got.error(), "cannot read '" + archive + "'");
@@ -167,6 +174,10 @@ Result<ImportResult> import_layers(const ImportSource& src, const std::string& d
   auto real = sys::readlink_at(AT_FDCWD, sys::fd_path(pfd).c_str());
   if (!real) return failed_sys(why, real.error(), "cannot resolve '" + parent_path + "'");
   const std::string final_dir = (*real == "/" ? "" : *real) + "/" + name;
+  // The stack file names the layers by this path: a ':' reached through a symlink would split it.
+  if (final_dir.find(':') != std::string::npos) {
+    return failed(why, EINVAL, "'" + final_dir + "': ':' separates layers in a stack spec");
+  }
   const bool existed = sys::stat_at(pfd, name.c_str()).ok();
   const std::string tmp = "." + name + ".import-tmp." + std::to_string(::getpid());
   // As root the layers hold what the image holds (set-user-ID files, device nodes): only root

@@ -191,8 +191,14 @@ Status LayerExport::write_items(TarWriter& tar, const std::function<void(uint64_
       return failed(why, s.error(), it.hdr.path,
                     "writing the tar: " + std::string(std::strerror(s.error())));
     if (it.src.empty()) continue;
-    auto fd = sys::open_beneath(root_.get(), it.src, O_RDONLY);
+    // O_NONBLOCK: a file swapped for a FIFO since the scan must not block the export.
+    auto fd = sys::open_beneath(root_.get(), it.src, O_RDONLY | O_NONBLOCK);
     if (!fd) return failed(why, fd.error(), it.src);
+    auto st = sys::fstat(fd->get());
+    if (!st) return failed(why, st.error(), it.src);
+    if (!S_ISREG(st->st_mode)) {
+      return failed(why, EAGAIN, it.src, "it changed while being exported (not a regular file)");
+    }
     uint64_t left = it.hdr.size;
     while (left > 0) {
       auto got = sys::read(fd->get(), buf.data(), std::min<uint64_t>(buf.size(), left));

@@ -206,6 +206,17 @@ st=0
 expect_eq "$st" 2 "import of a truncated archive: exit status"
 grep -q 'truncated' "$T/bad.err" || fail "no 'truncated' message: $(cat "$T/bad.err")"
 [[ -z $(ls -A "$T" | grep -e '^imp-trunc' -e 'import-tmp') ]] || fail "a failed import left files: $(ls -A "$T")"
+mkdir "$T/a:b" && ln -s "$T/a:b" "$T/ab"  # a ':' reached through a symlink
+st=0
+"$BIN" import "$T/docker.tar" "$T/ab/imp" >/dev/null 2>"$T/bad.err" || st=$?
+expect_eq "$st" 2 "import below a path with ':' (through a symlink): exit status"
+grep -q 'separates layers' "$T/bad.err" || fail "no 'separates layers' message: $(cat "$T/bad.err")"
+[[ -z $(ls -A "$T/a:b") ]] || fail "a refused import left files: $(ls -A "$T/a:b")"
+mkfifo "$T/fifo.tar"  # no writer: opening it must not hang
+st=0
+timeout 20 "$BIN" import "$T/fifo.tar" "$T/imp-fifo" >/dev/null 2>"$T/bad.err" || st=$?
+expect_eq "$st" 2 "import of a FIFO: exit status"
+grep -q 'not a regular file' "$T/bad.err" || fail "no 'not a regular file' message: $(cat "$T/bad.err")"
 
 check "progress bar only on a terminal"
 script -qec "$BIN import $T/docker.tar $T/imp-tty" /dev/null >"$T/tty.out" 2>&1 || fail "import on a pty: $(tail -3 "$T/tty.out")"
