@@ -8,15 +8,6 @@
 #include "core/sys.h"
 
 namespace unionfs {
-namespace {
-
-bool closed(const std::vector<IndexHit>& hits) {
-  if (hits.empty()) return false;
-  const IndexHit& last = hits.back();
-  return last.type != DT_DIR || last.hides_lower;
-}
-
-}  // namespace
 
 LayerListing classify_layer_dir(const WhiteoutFormat& fmt, const LayerDir& dir,
                                 std::vector<sys::DirEnt> ents, bool* oci_opaque) {
@@ -81,15 +72,18 @@ Result<std::shared_ptr<const DirIndex>> DirIndex::build(const WhiteoutFormat& fm
 std::shared_ptr<const DirIndex> DirIndex::from_listings(DirParts lower,
                                                         std::vector<LayerListing> listings) {
   auto index = std::make_shared<DirIndex>();
+  size_t total = 0;
+  for (const LayerListing& l : listings) total += l.entries.size() + l.oci_whiteouts.size();
+  index->map_.reserve(total);  // at most that many names: no rehash while building
   for (uint32_t p = 0; p < listings.size(); ++p) {
     LayerListing& listing = listings[p];
     for (sys::DirEnt& e : listing.entries) {
-      std::vector<IndexHit>& hits = index->map_[std::move(e.name)];
+      HitList& hits = index->map_[std::move(e.name)];
       if (!closed(hits)) hits.push_back(IndexHit{p, e.type, false, e.ino});
     }
     // ".wh.NAME" hides NAME in the layers below; a NAME in its own layer survives it.
     for (std::string& n : listing.oci_whiteouts) {
-      std::vector<IndexHit>& hits = index->map_[std::move(n)];
+      HitList& hits = index->map_[std::move(n)];
       if (closed(hits)) continue;
       if (!hits.empty() && hits.back().part == p) {
         hits.back().hides_lower = true;
@@ -146,19 +140,25 @@ Result<ResolvedLower> resolve_lower(const WhiteoutFormat& fmt, const LayerDir& t
   return out;
 }
 
+bool DirIndex::closed(HitList& hits) {
+  if (hits.empty()) return false;
+  const IndexHit& last = hits.back();
+  return last.type != DT_DIR || last.hides_lower;
+}
+
 std::span<const IndexHit> DirIndex::find(std::string_view name) const {
   auto it = map_.find(name);
   if (it == map_.end()) return {};
-  return it->second;
+  return it->second.span();
 }
 
 size_t DirIndex::memory_bytes() const {
   size_t bytes = map_.bucket_count() * sizeof(void*);
   for (const auto& [name, hits] : map_) {
     // A node holds the key, the vector and a cached hash; short names live in the string.
-    bytes += sizeof(std::string) + sizeof(std::vector<IndexHit>) + 2 * sizeof(void*);
+    bytes += sizeof(std::string) + sizeof(HitList) + 2 * sizeof(void*);
     if (name.capacity() > 15) bytes += name.capacity() + 1;
-    bytes += hits.capacity() * sizeof(IndexHit);
+    bytes += hits.heap_bytes();
   }
   return bytes;
 }

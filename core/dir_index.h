@@ -69,7 +69,7 @@ class DirIndex {
   /// Every indexed name with its hits, in no particular order.
   template <typename F>
   void for_each(F&& f) const {
-    for (const auto& [name, hits] : map_) f(name, std::span<const IndexHit>(hits));
+    for (const auto& [name, hits] : map_) f(name, hits.span());
   }
   [[nodiscard]] size_t size() const { return map_.size(); }
   /// Approximate heap bytes held by the index (for measurement).
@@ -80,8 +80,32 @@ class DirIndex {
     using is_transparent = void;
     size_t operator()(std::string_view s) const { return static_cast<size_t>(hash_name(s)); }
   };
+  /// The hits of one name. Most names live in one layer: the first hit is kept inline, so an
+  /// index of n names costs n map nodes and no other allocation.
+  class HitList {
+   public:
+    void push_back(const IndexHit& h) {
+      if (n_ == 1) more_.push_back(one_);
+      if (n_ >= 1) more_.push_back(h);
+      if (n_ == 0) one_ = h;
+      ++n_;
+    }
+    [[nodiscard]] bool empty() const { return n_ == 0; }
+    IndexHit& back() { return n_ <= 1 ? one_ : more_.back(); }
+    [[nodiscard]] std::span<const IndexHit> span() const {
+      return n_ <= 1 ? std::span<const IndexHit>(&one_, n_) : std::span<const IndexHit>(more_);
+    }
+    [[nodiscard]] size_t heap_bytes() const { return more_.capacity() * sizeof(IndexHit); }
+
+   private:
+    uint32_t n_ = 0;
+    IndexHit one_{};
+    std::vector<IndexHit> more_;
+  };
+  static bool closed(HitList& hits);
+
   DirParts parts_;
-  std::unordered_map<std::string, std::vector<IndexHit>, NameHash, std::equal_to<>> map_;
+  std::unordered_map<std::string, HitList, NameHash, std::equal_to<>> map_;
 };
 
 /// The lower instances of a merged directory below its topmost lower one, not opened yet: what
