@@ -259,20 +259,11 @@ void check_export_target(const std::string& layer_dir, const std::string& out_ta
   auto st = sys::stat_at(parent->get(), name.c_str());
   if (st && S_ISDIR(st->st_mode)) throw SetupError(what + " is a directory");
   // Up from the parent to "/": the output must not land in the layer it is made of.
-  UniqueFd cur = std::move(*parent);
-  for (;;) {
-    auto here = sys::fstat(cur.get());
-    auto up = sys::open_at(cur.get(), "..", O_PATH | O_DIRECTORY);
-    if (!here || !up)
-      throw SetupError(what + ": " + std::strerror(here ? up.error() : here.error()));
-    if (here->st_dev == lst->st_dev && here->st_ino == lst->st_ino) {
+  for_each_ancestor(std::move(*parent), what, [&](const struct stat& here) {
+    if (here.st_dev == lst->st_dev && here.st_ino == lst->st_ino) {
       throw SetupError(what + " is inside the layer directory '" + layer_dir + "'");
     }
-    auto up_st = sys::fstat(up->get());
-    if (!up_st) throw SetupError(what + ": " + std::strerror(up_st.error()));
-    if (up_st->st_dev == here->st_dev && up_st->st_ino == here->st_ino) break;
-    cur = std::move(*up);
-  }
+  });
 }
 
 }  // namespace unionfs

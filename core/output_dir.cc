@@ -63,4 +63,19 @@ void remove_tree(int dir, const std::string& name) {
   (void)sys::unlink_at(dir, name.c_str(), AT_REMOVEDIR);
 }
 
+void for_each_ancestor(UniqueFd dir, const std::string& what,
+                       const std::function<void(const struct stat&)>& check) {
+  UniqueFd cur = std::move(dir);
+  for (;;) {
+    auto here = sys::fstat(cur.get());
+    auto up = sys::open_at(cur.get(), "..", O_PATH | O_DIRECTORY);
+    if (!here || !up) throw SetupError(what + ": " + std::strerror(here ? up.error() : here.error()));
+    check(*here);
+    auto up_st = sys::fstat(up->get());
+    if (!up_st) throw SetupError(what + ": " + std::strerror(up_st.error()));
+    if (up_st->st_dev == here->st_dev && up_st->st_ino == here->st_ino) return;  // "/"
+    cur = std::move(*up);
+  }
+}
+
 }  // namespace unionfs

@@ -374,20 +374,10 @@ void check_squash_target(const LayerStack& stack, const std::string& outdir) {
     if (!clash.empty()) throw SetupError(what + " is " + clash + " of the stack");
   }
   // Up from the parent to "/": a layer among them would be written into.
-  UniqueFd cur = std::move(*parent);
-  for (;;) {
-    auto here = sys::fstat(cur.get());
-    auto up = sys::open_at(cur.get(), "..", O_PATH | O_DIRECTORY);
-    if (!here || !up)
-      throw SetupError(what + ": " + std::strerror(here ? up.error() : here.error()));
-    const std::string clash = layer_clash(stack, *here);
-    if (!clash.empty())
-      throw SetupError(what + " is inside " + clash + ": layers are never written");
-    auto up_st = sys::fstat(up->get());
-    if (!up_st) throw SetupError(what + ": " + std::strerror(up_st.error()));
-    if (up_st->st_dev == here->st_dev && up_st->st_ino == here->st_ino) break;
-    cur = std::move(*up);
-  }
+  for_each_ancestor(std::move(*parent), what, [&](const struct stat& here) {
+    const std::string clash = layer_clash(stack, here);
+    if (!clash.empty()) throw SetupError(what + " is inside " + clash + ": layers are never written");
+  });
 }
 
 Result<uint64_t> squash_steps(const LayerStack& stack, const WhiteoutFormat& fmt,
