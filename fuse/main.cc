@@ -22,6 +22,7 @@
 #include "core/id_map.h"
 #include "core/layer.h"
 #include "core/union_fs.h"
+#include "fuse/malloc_tuning.h"
 #include "fuse/ops.h"
 #include "fuse/volumes.h"
 #include "fuse/which.h"
@@ -387,6 +388,7 @@ int run(int argc, char** argv) {
   }
   if (argc > 1 && std::string(argv[1]) == "which") return run_which(argc - 1, argv + 1);
   if (argc > 1 && is_tool(argv[1])) return run_tool(argc - 1, argv + 1);
+  reexec_with_malloc_tunables(argv);
 
   Cli cli = parse(argc, argv);
   const bool root = ::geteuid() == 0;
