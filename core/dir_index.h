@@ -8,7 +8,9 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -115,6 +117,10 @@ struct PendingLower {
   std::shared_ptr<const DirIndex> parent_index;  ///< keeps the parent's instances open
   std::vector<IndexHit> hits;                    ///< topmost first, the first one a DT_DIR
   std::string name;
+  /// Per hit, what its instance says of the layers below, once lookup_name_probing has asked
+  /// (0: not yet; else kOpacityKnown | Opacity, | kOciOpaque): the same for every name.
+  mutable std::vector<std::atomic<uint8_t>> opacity;
+  static constexpr uint8_t kOpacityKnown = 0x10, kOciOpaque = 0x20;
 };
 
 /// What resolve_lower opened.
@@ -133,5 +139,18 @@ struct ResolvedLower {
 Result<ResolvedLower> resolve_lower(const WhiteoutFormat& fmt, const LayerDir& top,
                                     const PendingLower& pending);
 inline constexpr size_t kEagerIndexMax = 4096;
+
+/// As lookup_name in a directory whose lower instances below `parts` are still pending, without
+/// opening them: each pending instance is asked by path from its parent's instance
+/// ("DIR/NAME", and ".wh.NAME", ".wh..wh..opq" and the opaque xattr when they matter), so a
+/// lookup in a directory merged over n layers costs a few fstatat per layer, as the kernel's
+/// does, instead of the openat + listxattr + getdents per layer of resolving them. nullopt when
+/// the answer is a directory, whose instances must be opened: then the caller resolves the
+/// pending instances and looks the name up as usual. Errors: those of fstatat and openat.
+Result<std::optional<Found>> lookup_name_probing(const LayerStack& stack,
+                                                 const WhiteoutFormat& fmt,
+                                                 const DirParts& parts,
+                                                 const PendingLower& pending,
+                                                 std::string_view name);
 
 }  // namespace unionfs

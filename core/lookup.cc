@@ -131,6 +131,7 @@ class Search {
     p->parent_index = index;
     p->hits.assign(hits.begin(), hits.end());
     p->name = std::string(name_);
+    p->opacity = std::vector<std::atomic<uint8_t>>(p->hits.size());
     f_.pending = std::move(p);
   }
 

@@ -2,6 +2,7 @@
 #include "core/sys.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 
@@ -29,6 +31,14 @@ Result<UniqueFd> fd_result(int fd) {
 }  // namespace
 
 std::string fd_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
+
+// listxattrat(2): the same number on every architecture (asm-generic/unistd.h, Linux 6.13);
+// Debian 12's headers predate it.
+#ifdef __NR_listxattrat
+constexpr long kSysListxattrat = __NR_listxattrat;
+#else
+constexpr long kSysListxattrat = 465;
+#endif
 
 Result<UniqueFd> open_at(int dir, const char* name, int flags, mode_t mode) {
   return fd_result(::openat(dir, name, flags | O_CLOEXEC | O_NOFOLLOW, mode));
@@ -204,8 +214,18 @@ Result<std::string> lgetxattr_at(int dir, const char* name, const char* attr) {
   return read_xattr([&](char* b, size_t n) { return ::lgetxattr(p.c_str(), attr, b, n); });
 }
 Result<std::vector<std::string>> llistxattr_at(int dir, const char* name) {
-  std::string p = entry_path(dir, name);
-  auto raw = read_xattr([&](char* b, size_t n) { return ::llistxattr(p.c_str(), b, n); });
+  // listxattrat(2) (Linux 6.13) takes the directory fd; older kernels go through /proc.
+  static std::atomic<bool> no_listxattrat{false};
+  std::string p;
+  auto raw = read_xattr([&](char* b, size_t n) -> ssize_t {
+    if (!no_listxattrat.load(std::memory_order_relaxed)) {
+      long r = ::syscall(kSysListxattrat, dir, name, AT_SYMLINK_NOFOLLOW, b, n);
+      if (r >= 0 || errno != ENOSYS) return r;
+      no_listxattrat.store(true, std::memory_order_relaxed);
+    }
+    if (p.empty()) p = entry_path(dir, name);
+    return ::llistxattr(p.c_str(), b, n);
+  });
   if (!raw) return Errno{raw.error()};
   return split_names(*raw);
 }

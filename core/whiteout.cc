@@ -42,23 +42,40 @@ Opacity WhiteoutFormat::dir_opacity(int dir_fd) const {
   return Opacity::kNone;
 }
 
-Opacity WhiteoutFormat::xattr_opacity(int dir_fd) const {
-  // Most directories carry no opaque xattr: one listxattr answers for both names.
-  auto names = sys::listxattr(dir_fd);
+namespace {
+
+// Most directories carry no opaque xattr: one listxattr answers for both names.
+template <typename List, typename Get>
+Opacity opacity_from(bool read_trusted, bool read_user, List&& list, Get&& get) {
+  auto names = list();
   bool maybe = !names.ok();
   for (const std::string& n : names.ok() ? *names : std::vector<std::string>{}) {
     maybe = maybe || n == kOpaqueXattrs[0] || n == kOpaqueXattrs[1];
   }
   for (const char* attr : kOpaqueXattrs) {
     if (!maybe) break;
-    if (!(attr[0] == 't' ? read_trusted_ : read_user_)) continue;
-    auto v = sys::getxattr(dir_fd, attr);
+    if (!(attr[0] == 't' ? read_trusted : read_user)) continue;
+    auto v = get(attr);
     if (v.ok()) {
       if (*v == "y") return Opacity::kOpaque;
       if (*v == "x") return Opacity::kXWhiteouts;
     }
   }
   return Opacity::kNone;
+}
+
+}  // namespace
+
+Opacity WhiteoutFormat::xattr_opacity(int dir_fd) const {
+  return opacity_from(
+      read_trusted_, read_user_, [&] { return sys::listxattr(dir_fd); },
+      [&](const char* attr) { return sys::getxattr(dir_fd, attr); });
+}
+
+Opacity WhiteoutFormat::xattr_opacity_at(int dir, const char* rel) const {
+  return opacity_from(
+      read_trusted_, read_user_, [&] { return sys::llistxattr_at(dir, rel); },
+      [&](const char* attr) { return sys::lgetxattr_at(dir, rel, attr); });
 }
 
 bool WhiteoutFormat::is_xattr_whiteout(int dir, const char* name) const {

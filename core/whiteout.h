@@ -53,6 +53,9 @@ class WhiteoutFormat {
   /// The xattr half of dir_opacity, for a caller that reads the directory's entries anyway
   /// (and so sees an OCI ".wh..wh..opq" there itself).
   [[nodiscard]] Opacity xattr_opacity(int dir_fd) const;
+  /// xattr_opacity of the directory `rel` (a path below `dir`, last component not followed),
+  /// without opening it.
+  [[nodiscard]] Opacity xattr_opacity_at(int dir, const char* rel) const;
   /// Whether an empty regular file `name` in `dir` carries the overlay.whiteout xattr.
   [[nodiscard]] bool is_xattr_whiteout(int dir, const char* name) const;
   /// Whether the OCI whiteout ".wh.NAME" exists in `dir` (only in OCI read mode).

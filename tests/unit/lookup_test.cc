@@ -422,6 +422,7 @@ void check_deferred_agrees(const Stack& s, const DirParts& parts,
   }
   DirParts all = f.parts;
   std::shared_ptr<const DirIndex> built;
+  const DirParts top_parts = f.parts;  // before resolving: the upper and topmost lower only
   if (f.pending) {
     // Only the upper instance and the topmost lower one are open before the first use.
     REQUIRE(!f.parts.empty());
@@ -455,6 +456,27 @@ void check_deferred_agrees(const Stack& s, const DirParts& parts,
     CHECK(direct->exists == indexed->exists);
     CHECK(direct->layer == indexed->layer);
     CHECK(direct->upper_whiteout == indexed->upper_whiteout);
+    if (!f.pending) continue;
+    // Probing the pending instances by path (twice: the second time with their opacity
+    // cached) answers as probing every opened instance does, or leaves a directory to them.
+    for (int pass = 0; pass < 2; ++pass) {
+      INFO("probing pass " << pass);
+      auto probed = lookup_name_probing(s.stack, s.fmt, top_parts, *f.pending, c);
+      REQUIRE(probed.ok());
+      if (!probed->has_value()) {
+        CHECK(direct->is_dir());
+        continue;
+      }
+      const Found& p = **probed;
+      CHECK_FALSE(p.is_dir());
+      CHECK(p.exists == direct->exists);
+      CHECK(p.upper_whiteout == direct->upper_whiteout);
+      if (!p.exists || !direct->exists) continue;
+      CHECK(p.layer == direct->layer);
+      CHECK(p.st.st_ino == direct->st.st_ino);
+      CHECK(p.origin_ino == direct->origin_ino);
+      CHECK(static_cast<bool>(p.fd));
+    }
   }
 }
 
@@ -567,9 +589,31 @@ TEST_CASE("lookup through the directory index agrees with probing every layer", 
   b.file(1, "y/mid", "1");
   b.file(2, "y/top", "2");
   b.file(3, "y/up", "3");
+  // Children of a directory merged over every layer, decided in its deeper (pending) instances:
+  // hidden by a kernel or an OCI whiteout, found, a directory, shadowed; and one whose middle
+  // instance is an "x" directory (an xattr whiteout, and an empty file that is not one).
+  b.file(0, "z/a0", "0");
+  b.kernel_whiteout(1, "z/a0");
+  b.file(0, "z/b0", "0");
+  b.oci_whiteout(1, "z/b0");
+  b.file(1, "z/c1", "1");
+  b.file(1, "z/d1/in", "1");
+  b.file(0, "z/e0", "0");
+  b.file(1, "z/e0", "1");
+  b.file(0, "z/f0", "0");
+  b.file(2, "z/top", "2");
+  b.file(3, "z/up", "3");
+  b.kernel_whiteout(3, "z/f0");
+  b.file(0, "zx/gone", "0");
+  b.file(0, "zx/kept", "0");
+  b.dir(1, "zx");
+  b.opaque_xattr(1, "zx", "trusted.overlay.opaque", "x");
+  b.xattr_whiteout(1, "zx/gone");
+  b.file(1, "zx/empty", "");
+  b.file(2, "zx/top", "2");
   const std::vector<std::string> names = {"a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k",
                                           "m", "n", "o", "p", "q", "r", "s", "t", "u", "v", "w",
-                                          "y", "missing"};
+                                          "y", "z", "zx", "missing"};
   for (WhiteoutMode mode : {WhiteoutMode::kAuto, WhiteoutMode::kOverlay}) {
     INFO("mode " << static_cast<int>(mode));
     Stack s(b, mode);

@@ -603,9 +603,21 @@ TEST_CASE("a lookup of a deep merged directory opens only its top instances; its
   // The upper instance and the topmost lower one, whatever the depth.
   CHECK(open_fds() - before <= 2);
   CHECK(u.attr("d").st_nlink == 1u);  // merged, as overlayfs reports it
-  // The first use opens the others, once, and indexes them: every name resolves.
+  // Its first lookups ask the deeper instances by path, without opening them (each file found
+  // holds one O_PATH descriptor); a missing name is answered the same way.
+  static_assert(UnionFs::kProbeLookups >= 2);
+  CHECK(u.lookup_error("d/none") == ENOENT);
+  for (size_t i = 0; i + 1 < UnionFs::kProbeLookups; ++i) {
+    CHECK(u.read("d/f" + std::to_string(i)) == "x");
+  }
+  CHECK(open_fds() - before <= 2 + (UnionFs::kProbeLookups - 1));
+  CHECK(d.state().pending != nullptr);
+  CHECK(d.index() == nullptr);
+  // Then the directory is used enough: the next lookup opens the others, once, and indexes
+  // them: every name resolves.
   for (size_t i = 0; i < kLower; ++i) CHECK(u.read("d/f" + std::to_string(i)) == "x");
   CHECK(open_fds() - before >= kLower + 1);
+  CHECK(d.state().pending == nullptr);
   CHECK(d.index() != nullptr);
   CHECK(u.names("d").size() == kLower + 1);
   // A new lookup of the same directory (the kernel forgot and asked again) reuses them.
