@@ -40,7 +40,8 @@ std::vector<std::string> three_layers(const std::string& tmp) {
 std::string config_json(const std::vector<std::string>& uncompressed) {
   std::string ids;
   for (const auto& l : uncompressed) {
-    ids += (ids.empty() ? "" : ",") + std::string("\"sha256:") + Sha256::of(l) + "\"";
+    if (!ids.empty()) ids += ",";
+    ids += "\"sha256:" + Sha256::of(l) + "\"";
   }
   return R"({"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[)" + ids +
          "]}}";
@@ -85,8 +86,8 @@ void oci_archive(const std::string& path, const std::vector<std::string>& uncomp
   const std::string config = config_json(uncompressed);
   std::string layers;
   for (const auto& b : blobs) {
-    layers +=
-        (layers.empty() ? "" : ",") + descriptor("application/vnd.oci.image.layer.v1.tar+gzip", b);
+    if (!layers.empty()) layers += ",";
+    layers += descriptor("application/vnd.oci.image.layer.v1.tar+gzip", b);
     files.push_back(test::file_ent("blobs/sha256/" + Sha256::of(b), b));
   }
   const std::string manifest =

@@ -195,7 +195,8 @@ TEST_CASE("make_whiteout in the kernel format is a char device 0/0", "[whiteout]
   UniqueFd d = open_dir(b.layer(0));
   for (WhiteoutMode mode : {WhiteoutMode::kAuto, WhiteoutMode::kOverlay}) {
     WhiteoutFormat f(mode, true);
-    std::string name = "k" + std::to_string(static_cast<int>(mode));
+    std::string name = "k";  // (not "k" + ...: GCC 12 -Wrestrict false positive, PR105329)
+    name += std::to_string(static_cast<int>(mode));
     REQUIRE(f.make_whiteout(d.get(), name).ok());
     struct stat st = b.stat(0, name);
     CHECK(S_ISCHR(st.st_mode));
@@ -216,7 +217,8 @@ TEST_CASE("make_whiteout in the OCI format is an empty .wh. file", "[whiteout]")
   UniqueFd d = open_dir(b.layer(0));
   for (auto [mode, priv] : {std::pair{WhiteoutMode::kOci, true}, {WhiteoutMode::kAuto, false}}) {
     WhiteoutFormat f(mode, priv);
-    std::string name = "o" + std::to_string(static_cast<int>(mode));
+    std::string name = "o";
+    name += std::to_string(static_cast<int>(mode));
     REQUIRE(f.make_whiteout(d.get(), name).ok());
     CHECK_FALSE(b.exists(0, name));
     struct stat st = b.stat(0, ".wh." + name);
