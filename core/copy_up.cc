@@ -115,8 +115,9 @@ Status UnionFs::copy_up(Inode& inode, bool with_data) {
   std::lock_guard copy_lock(inode.copy_mu);
   Inode::State s = inode.state();
   if (stack_.is_upper(s.layer)) return kOk;
-  if (!s.parent || !s.fd) return Errno{EIO};
-  UNIONFS_ASSIGN_OR_RETURN(struct stat st, sys::fstat(s.fd->get()));
+  if (!s.parent) return Errno{EIO};
+  UNIONFS_ASSIGN_OR_RETURN(const SharedFd src, object_fd(inode));
+  UNIONFS_ASSIGN_OR_RETURN(struct stat st, sys::fstat(src->get()));
   {
     // The name must still show this very object: a copy of a file that was unlinked (or
     // renamed over) while open must not bring the name back.
@@ -128,7 +129,7 @@ Status UnionFs::copy_up(Inode& inode, bool with_data) {
   }
   UNIONFS_ASSIGN_OR_RETURN(LayerDir up, upper_dir(*s.parent));
   auto parent_before = sys::fstat(up.get());
-  Status made = copy_up_object(up.get(), s.name, s.fd->get(), st, with_data);
+  Status made = copy_up_object(up.get(), s.name, src->get(), st, with_data);
   if (!made && made.error() != EEXIST) return made;  // EEXIST: lost a race, which is success
   restore_times(up.get(), parent_before);
   UNIONFS_ASSIGN_OR_RETURN(UniqueFd fd, sys::open_at(up.get(), s.name.c_str(), O_PATH));
@@ -137,6 +138,7 @@ Status UnionFs::copy_up(Inode& inode, bool with_data) {
   // like ovl_getattr, they report their own upper inode numbers.
   remember_origin(up.get(), s.name, inode.key, st.st_nlink > 1);
   s.fd = std::make_shared<const UniqueFd>(std::move(fd));
+  s.at.reset();
   s.layer = up.layer;
   inode.set_state(std::move(s));
   return kOk;

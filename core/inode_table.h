@@ -53,7 +53,8 @@ class Inode : public std::enable_shared_from_this<Inode> {
   struct State {
     std::shared_ptr<Inode> parent;  ///< null for the root
     std::string name;               ///< a name it was last reached by
-    SharedFd fd;                    ///< non-directory: O_PATH of the topmost instance
+    SharedFd fd;                    ///< non-directory: O_PATH of the topmost instance, once open
+    std::shared_ptr<const FoundAt> at;  ///< lower non-directory: where it is (UnionFs::object_fd)
     size_t layer = 0;               ///< layer of fd (non-directory) or of parts[0]
     SharedParts parts;              ///< directory: instances, topmost first
     /// Directory: lower instances below the last of `parts` not opened yet (PendingLower);
@@ -69,6 +70,13 @@ class Inode : public std::enable_shared_from_this<Inode> {
   void set_state(State s) {
     std::lock_guard lock(mu_);
     state_ = std::move(s);
+  }
+  /// Non-directory: installs `fd` (just opened at state().at) unless one is there already (a
+  /// racing open, or a copy-up's), and returns the one that stays.
+  SharedFd install_fd(SharedFd fd) {
+    std::lock_guard lock(mu_);
+    if (!state_.fd) state_.fd = std::move(fd);
+    return state_.fd;
   }
   void set_name(std::shared_ptr<Inode> parent, std::string name) {
     std::lock_guard lock(mu_);

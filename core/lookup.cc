@@ -71,13 +71,14 @@ class Search {
     }
     if (!f_.exists) {
       const std::string n(name_);
+      const bool upper = stack_.is_upper(part.layer);
       struct stat s{};
       UniqueFd path_fd;
       if (st) {
         s = *st;
-      } else if (!is_dir) {
-        // A non-directory known from the index: open it, then stat what was opened (the
-        // reply's attributes then come from the very object the inode holds).
+      } else if (!is_dir && upper) {
+        // An upper non-directory: open it, then stat what was opened (the reply's attributes
+        // then come from the very object the inode holds; the upper may change meanwhile).
         UNIONFS_ASSIGN_OR_RETURN(path_fd, sys::open_at(part.get(), n.c_str(), O_PATH));
         UNIONFS_ASSIGN_OR_RETURN(s, sys::fstat(path_fd.get()));
       } else {
@@ -89,6 +90,11 @@ class Search {
       f_.origin_dev = s.st_dev;
       f_.origin_ino = s.st_ino;
       if (!S_ISDIR(s.st_mode)) {
+        if (!upper) {
+          // A lower one does not change: opened only when needed (open_found, object_fd).
+          f_.at = std::make_shared<const FoundAt>(FoundAt{part.fd, n});
+          return true;
+        }
         if (!path_fd.valid()) {
           UNIONFS_ASSIGN_OR_RETURN(path_fd, sys::open_at(part.get(), n.c_str(), O_PATH));
         }
@@ -201,6 +207,13 @@ Result<Found> lookup(const LayerStack& stack, const WhiteoutFormat& fmt, const D
 }
 
 }  // namespace
+
+Result<SharedFd> open_found(const Found& f) {
+  if (f.fd) return f.fd;
+  if (!f.at) return Errno{ESTALE};
+  UNIONFS_ASSIGN_OR_RETURN(UniqueFd fd, sys::open_at(f.at->dir->get(), f.at->rel.c_str(), O_PATH));
+  return SharedFd(std::make_shared<const UniqueFd>(std::move(fd)));
+}
 
 Result<Found> lookup_name(const LayerStack& stack, const WhiteoutFormat& fmt,
                           const DirParts& parent, std::string_view name,

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include <memory>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -81,13 +82,23 @@ Result<ProbeResult> probe(const WhiteoutFormat& fmt, const LayerDir& dir, std::s
 
 struct PendingLower;
 
+/// Where a non-directory of a lower layer was found: `rel` below the directory `dir` (an
+/// instance of its parent, or of its grandparent for a name probed by path). Lower layers do
+/// not change under a mount, so the object is opened only when an operation needs it: a lookup
+/// costs one fstatat, and a file that is only stat'ed holds no descriptor.
+struct FoundAt {
+  SharedFd dir;
+  std::string rel;
+};
+
 /// The merged answer for a name.
 struct Found {
   bool exists = false;
   bool upper_whiteout = false;  ///< the upper layer holds a whiteout for the name
   struct stat st {};            ///< of the topmost instance
   size_t layer = 0;             ///< layer of the topmost instance
-  SharedFd fd;                  ///< non-directory: O_PATH of the topmost instance
+  SharedFd fd;                  ///< non-directory in the upper layer: O_PATH of it
+  std::shared_ptr<const FoundAt> at;  ///< non-directory in a lower layer: where it is
   DirParts parts;               ///< directory: its instances, topmost first
   /// Directory found by lookup_name_deferred: the lower instances below the last of `parts`
   /// (its topmost lower instance), not opened yet; null when `parts` has them all.
@@ -99,6 +110,9 @@ struct Found {
 };
 
 class DirIndex;
+
+/// An O_PATH descriptor of the non-directory `f` found: its own, or opened at `f.at`.
+Result<SharedFd> open_found(const Found& f);
 
 /// Looks `name` up in the merged directory `parent`. A missing name is not an error
 /// (exists == false). With `lower_index` (built from parent's lower instances), only the upper

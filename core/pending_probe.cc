@@ -34,18 +34,24 @@ Opacity xattr_part(uint8_t v) {
   return static_cast<Opacity>(v & ~(PendingLower::kOpacityKnown | PendingLower::kOciOpaque));
 }
 
-// A non-directory found at `rel` below `parent` in `layer`: open it (O_PATH) and stat what was
-// opened, as Search::take does for an object known from an index.
-Result<Found> found_file(int parent, const std::string& rel, size_t layer) {
-  UNIONFS_ASSIGN_OR_RETURN(UniqueFd fd, sys::open_at(parent, rel.c_str(), O_PATH));
-  UNIONFS_ASSIGN_OR_RETURN(struct stat st, sys::fstat(fd.get()));
+// A non-directory found at `rel` below `parent` (stat'ed as `st`) in `layer`: an upper one is
+// opened (O_PATH) and what was opened is stat'ed, as Search::take does; a lower one is opened
+// only when needed (FoundAt).
+Result<Found> found_file(const LayerStack& stack, const SharedFd& parent, const std::string& rel,
+                         size_t layer, const struct stat& st) {
   Found f;
   f.exists = true;
-  f.st = st;
   f.layer = layer;
-  f.origin_dev = st.st_dev;
-  f.origin_ino = st.st_ino;
-  f.fd = std::make_shared<const UniqueFd>(std::move(fd));
+  if (stack.is_upper(layer)) {
+    UNIONFS_ASSIGN_OR_RETURN(UniqueFd fd, sys::open_at(parent->get(), rel.c_str(), O_PATH));
+    UNIONFS_ASSIGN_OR_RETURN(f.st, sys::fstat(fd.get()));
+    f.fd = std::make_shared<const UniqueFd>(std::move(fd));
+  } else {
+    f.st = st;
+    f.at = std::make_shared<const FoundAt>(FoundAt{parent, rel});
+  }
+  f.origin_dev = f.st.st_dev;
+  f.origin_ino = f.st.st_ino;
   return f;
 }
 
@@ -66,7 +72,8 @@ Result<std::optional<Found>> lookup_name_probing(const LayerStack& stack,
       return std::optional<Found>(std::move(f));
     }
     if (S_ISDIR(p.st.st_mode)) return std::optional<Found>();
-    UNIONFS_ASSIGN_OR_RETURN(Found f, found_file(part.get(), std::string(name), part.layer));
+    UNIONFS_ASSIGN_OR_RETURN(Found f,
+                             found_file(stack, part.fd, std::string(name), part.layer, p.st));
     return std::optional<Found>(std::move(f));
   }
   const DirParts& above = pending.parent_index->parts();
@@ -86,7 +93,7 @@ Result<std::optional<Found>> lookup_name_probing(const LayerStack& stack,
           fmt.is_xattr_whiteout(parent, rel.c_str())) {
         return std::optional<Found>(Found{});
       }
-      UNIONFS_ASSIGN_OR_RETURN(Found f, found_file(parent, rel, layer));
+      UNIONFS_ASSIGN_OR_RETURN(Found f, found_file(stack, above[h.part].fd, rel, layer, *st));
       return std::optional<Found>(std::move(f));
     }
     if (st.error() == ENOTDIR || st.error() == ELOOP) return std::optional<Found>();  // changed

@@ -27,9 +27,10 @@ Status UnionFs::copy_up_found(Inode& parent, std::string_view name, const Found&
     if (s.parent.get() == &parent && s.name == name) return copy_up(*inode);
   }
   UNIONFS_ASSIGN_OR_RETURN(LayerDir up, upper_dir(parent));
-  UNIONFS_ASSIGN_OR_RETURN(struct stat st, sys::fstat(f.fd->get()));
+  UNIONFS_ASSIGN_OR_RETURN(const SharedFd src, open_found(f));
+  UNIONFS_ASSIGN_OR_RETURN(struct stat st, sys::fstat(src->get()));
   const std::string n(name);
-  UNIONFS_TRY(copy_up_object(up.get(), n, f.fd->get(), st));
+  UNIONFS_TRY(copy_up_object(up.get(), n, src->get(), st));
   remember_origin(up.get(), n, key, st.st_nlink > 1);
   return kOk;
 }

@@ -130,6 +130,7 @@ Result<Entry> UnionFs::lookup(Inode& parent, std::string_view name) {
   s.name = std::string(name);
   s.layer = f.layer;
   s.fd = f.fd;
+  s.at = f.at;
   s.parts = std::move(f.parts);
   s.pending = std::move(f.pending);
   bool is_dir = f.is_dir();
@@ -156,6 +157,8 @@ Result<struct stat> UnionFs::stat_of(const Inode::State& s, const Inode& inode,
   struct stat st{};
   if (known) {
     st = *known;
+  } else if (!inode.is_dir && !s.fd && s.at) {
+    UNIONFS_ASSIGN_OR_RETURN(st, sys::stat_at(s.at->dir->get(), s.at->rel.c_str()));
   } else {
     int fd = inode.is_dir ? (s.parts.empty() ? -1 : s.parts.front().get()) : (s.fd ? s.fd->get() : -1);
     if (fd < 0) return Errno{ESTALE};
@@ -173,14 +176,22 @@ Result<struct stat> UnionFs::stat_of(const Inode::State& s, const Inode& inode,
 
 Result<struct stat> UnionFs::getattr(Inode& inode) { return stat_of(inode.state(), inode); }
 
+Result<SharedFd> UnionFs::object_fd(Inode& inode) const {
+  Inode::State s = inode.state();
+  if (s.fd) return s.fd;
+  if (inode.is_dir || !s.at) return Errno{ESTALE};
+  UNIONFS_ASSIGN_OR_RETURN(UniqueFd fd, sys::open_at(s.at->dir->get(), s.at->rel.c_str(), O_PATH));
+  return inode.install_fd(std::make_shared<const UniqueFd>(std::move(fd)));
+}
+
 bool UnionFs::attrs_cacheable(const Inode& inode, const struct stat& st) const {
   return inode.is_dir || st.st_nlink <= 1 || stack_.is_upper(inode.state().layer);
 }
 
 Result<std::string> UnionFs::readlink(Inode& inode) {
-  Inode::State s = inode.state();
-  if (inode.is_dir || !s.fd) return Errno{EINVAL};
-  return sys::readlink_at(s.fd->get(), "");
+  if (inode.is_dir) return Errno{EINVAL};
+  UNIONFS_ASSIGN_OR_RETURN(SharedFd fd, object_fd(inode));
+  return sys::readlink_at(fd->get(), "");
 }
 
 Result<struct stat> UnionFs::setattr(Inode& inode, const SetAttr& a, int fd) {
@@ -219,9 +230,8 @@ Result<UniqueFd> UnionFs::open(Inode& inode, int flags) {
   const bool writes = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
   // O_TRUNC empties the file anyway: copying its data up first would be wasted work.
   if (writes) UNIONFS_TRY(copy_up(inode, !(flags & O_TRUNC)));
-  Inode::State s = inode.state();
-  if (!s.fd) return Errno{ESTALE};
-  return sys::reopen(s.fd->get(), flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW));
+  UNIONFS_ASSIGN_OR_RETURN(SharedFd fd, object_fd(inode));
+  return sys::reopen(fd->get(), flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW));
 }
 
 Result<struct statvfs> UnionFs::statfs() {

@@ -146,6 +146,9 @@ class UnionFs {
   /// else read from the inode's descriptor.
   Result<struct stat> stat_of(const Inode::State& s, const Inode& inode,
                               const struct stat* known = nullptr) const;
+  /// Non-directory: its O_PATH descriptor, opened now if the lookup left it at a place (a
+  /// lower object). ESTALE if it has neither.
+  Result<SharedFd> object_fd(Inode& inode) const;
   Status check_new_name(std::string_view name) const;
 
   // copy_up.cc

@@ -21,6 +21,7 @@ bool UnionFs::hidden_xattr(const std::string& name) const {
 
 Result<std::string> UnionFs::getxattr(Inode& inode, const std::string& name) {
   if (hidden_xattr(name)) return Errno{EOPNOTSUPP};
+  if (auto opened = object_fd(inode); !inode.is_dir && !opened) return Errno{opened.error()};
   Inode::State s = inode.state();
   int fd = xattr_fd(inode, s);
   if (fd < 0) return Errno{EIO};
@@ -30,6 +31,7 @@ Result<std::string> UnionFs::getxattr(Inode& inode, const std::string& name) {
 }
 
 Result<std::vector<std::string>> UnionFs::listxattr(Inode& inode) {
+  if (auto opened = object_fd(inode); !inode.is_dir && !opened) return Errno{opened.error()};
   Inode::State s = inode.state();
   int fd = xattr_fd(inode, s);
   if (fd < 0) return Errno{EIO};
@@ -56,6 +58,7 @@ Status UnionFs::removexattr(Inode& inode, const std::string& name) {
   if (hidden_xattr(name)) return Errno{EOPNOTSUPP};
   // Nothing to copy up for an attribute that is not there.
   {
+    if (auto opened = object_fd(inode); !inode.is_dir && !opened) return Errno{opened.error()};
     Inode::State s = inode.state();
     int fd = xattr_fd(inode, s);
     if (fd < 0) return Errno{EIO};

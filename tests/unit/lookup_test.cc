@@ -58,8 +58,9 @@ struct Stack {
     return out;
   }
   std::string content(const Found& f) const {
-    REQUIRE(f.fd);
-    auto fd = sys::reopen(f.fd->get(), O_RDONLY);
+    auto opened = open_found(f);  // a lower file is opened only now
+    REQUIRE(opened.ok());
+    auto fd = sys::reopen((*opened)->get(), O_RDONLY);
     REQUIRE(fd.ok());
     return test::read_fd(fd->get());
   }
@@ -475,7 +476,9 @@ void check_deferred_agrees(const Stack& s, const DirParts& parts,
       CHECK(p.layer == direct->layer);
       CHECK(p.st.st_ino == direct->st.st_ino);
       CHECK(p.origin_ino == direct->origin_ino);
-      CHECK(static_cast<bool>(p.fd));
+      // A lower file is left where it is (opened on use), an upper one opened.
+      CHECK(static_cast<bool>(p.fd) == s.stack.is_upper(p.layer));
+      CHECK(static_cast<bool>(p.at) == !s.stack.is_upper(p.layer));
     }
   }
 }
@@ -514,6 +517,8 @@ void check_index_agrees(const Stack& s, const DirParts& parts,
     CHECK(la == lb);
     CHECK(xa == xb);
     CHECK(static_cast<bool>(a.fd) == static_cast<bool>(b.fd));
+    CHECK(static_cast<bool>(a.at) == static_cast<bool>(b.at));
+    if (!a.is_dir()) CHECK(static_cast<bool>(a.fd) == s.stack.is_upper(a.layer));
     check_deferred_agrees(s, parts, *index, name, a);
   }
 }

@@ -603,14 +603,14 @@ TEST_CASE("a lookup of a deep merged directory opens only its top instances; its
   // The upper instance and the topmost lower one, whatever the depth.
   CHECK(open_fds() - before <= 2);
   CHECK(u.attr("d").st_nlink == 1u);  // merged, as overlayfs reports it
-  // Its first lookups ask the deeper instances by path, without opening them (each file found
-  // holds one O_PATH descriptor); a missing name is answered the same way.
+  // Its first lookups ask the deeper instances by path, without opening them; a missing name
+  // is answered the same way.
   static_assert(UnionFs::kProbeLookups >= 2);
   CHECK(u.lookup_error("d/none") == ENOENT);
   for (size_t i = 0; i + 1 < UnionFs::kProbeLookups; ++i) {
     CHECK(u.read("d/f" + std::to_string(i)) == "x");
   }
-  CHECK(open_fds() - before <= 2 + (UnionFs::kProbeLookups - 1));
+  CHECK(open_fds() - before <= 2 + (UnionFs::kProbeLookups - 1));  // the files read keep theirs
   CHECK(d.state().pending != nullptr);
   CHECK(d.index() == nullptr);
   // Then the directory is used enough: the next lookup opens the others, once, and indexes
@@ -625,6 +625,43 @@ TEST_CASE("a lookup of a deep merged directory opens only its top instances; its
   REQUIRE(u.fs->lookup(u.fs->root(), "d").ok());
   CHECK(u.lookup_error("d/none") == ENOENT);
   CHECK(open_fds() == resolved);
+  CHECK_LOWERS_UNCHANGED(u);
+}
+
+
+TEST_CASE("a lower file holds no descriptor until an operation needs one", "[union][lookup]") {
+  Union u(3);
+  for (int i = 0; i < 40; ++i) u.b.file(0, "d/f" + std::to_string(i), "data" + std::to_string(i));
+  u.b.file(1, "d/f1", "mid");  // a shadowed name: the middle layer's
+  u.b.symlink(0, "d/link", "f0");
+  u.b.xattr(0, "d/f2", "user.note", "kept");
+  u.start(kPriv);
+  // Enough lookups in d for its instances to be opened and indexed, then count.
+  for (int i = 30; i < 40; ++i) (void)u.at("d/f" + std::to_string(i));
+  const size_t before = open_fds();
+  for (int i = 0; i < 30; ++i) {
+    struct stat st = u.attr("d/f" + std::to_string(i));  // lookup + getattr by path
+    CHECK(st.st_size == static_cast<off_t>(std::string(i == 1 ? "mid" : "data" + std::to_string(i)).size()));
+  }
+  CHECK(open_fds() == before);
+  // Each operation that needs the object opens it then (and keeps it with the inode).
+  CHECK(u.read("d/f1") == "mid");
+  CHECK(u.read("d/f3") == "data3");
+  auto target = u.fs->readlink(u.at("d/link"));
+  REQUIRE(target.ok());
+  CHECK(*target == "f0");
+  auto note = u.fs->getxattr(u.at("d/f2"), "user.note");
+  REQUIRE(note.ok());
+  CHECK(*note == "kept");
+  CHECK(open_fds() == before + 4);
+  // A copy-up starts from a file not opened yet, and the inode follows the copy.
+  Inode& f5 = u.at("d/f5");
+  const ino_t ino = u.attr("d/f5").st_ino;
+  u.write("d/f5", "DATA");
+  CHECK(u.read("d/f5") == "DATA5");
+  CHECK(u.attr("d/f5").st_ino == ino);
+  CHECK(&u.at("d/f5") == &f5);
+  CHECK(u.b.exists(2, "d/f5"));
   CHECK_LOWERS_UNCHANGED(u);
 }
 
