@@ -106,7 +106,8 @@ Result<std::shared_ptr<const DirIndex>> UnionFs::index_of(Inode& dir, const Shar
 Result<Found> UnionFs::find(Inode& parent, std::string_view name) {
   if (name.size() > NAME_MAX) return Errno{ENAMETOOLONG};
   if (!parent.is_dir) return Errno{ENOTDIR};
-  if (Inode::State s = parent.state(); s.pending && !fmt_.is_reserved_name(name) &&
+  Inode::State s = parent.state();
+  if (s.pending && !fmt_.is_reserved_name(name) &&
       parent.direct_lookups.fetch_add(1, std::memory_order_relaxed) < kProbeLookups) {
     // A directory whose deeper instances are still pending: ask them by path for this one
     // name (a few fstatat per layer); opening and indexing them all pays off only once the
@@ -115,7 +116,10 @@ Result<Found> UnionFs::find(Inode& parent, std::string_view name) {
                              lookup_name_probing(stack_, fmt_, s.parts, *s.pending, name));
     if (f) return std::move(*f);
   }
-  UNIONFS_ASSIGN_OR_RETURN(SharedParts parts, dir_parts(parent));
+  SharedParts parts = std::move(s.parts);
+  if (s.pending) {
+    UNIONFS_ASSIGN_OR_RETURN(parts, dir_parts(parent));
+  }
   if (fmt_.is_reserved_name(name)) return Found{};
   UNIONFS_ASSIGN_OR_RETURN(std::shared_ptr<const DirIndex> index, index_of(parent, parts, false));
   return lookup_name_deferred(stack_, fmt_, parts, name, index);
