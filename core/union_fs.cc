@@ -110,7 +110,7 @@ Result<Found> UnionFs::find(Inode& parent, std::string_view name) {
   if (s.pending && !fmt_.is_reserved_name(name) &&
       parent.direct_lookups.fetch_add(1, std::memory_order_relaxed) < kProbeLookups) {
     // A directory whose deeper instances are still pending: ask them by path for this one
-    // name (a few fstatat per layer); opening and indexing them all pays off only once the
+    // name (a few fstatat per layer); opening and indexing them all pays off only if the
     // directory is used more (see kProbeLookups).
     UNIONFS_ASSIGN_OR_RETURN(std::optional<Found> f,
                              lookup_name_probing(stack_, fmt_, s.parts, *s.pending, name));
