@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "core/blocking.h"
 #include "core/sys.h"
 #include "core/union_fs.h"
 
@@ -129,6 +130,7 @@ Status UnionFs::copy_up(Inode& inode, bool with_data) {
   }
   UNIONFS_ASSIGN_OR_RETURN(LayerDir up, upper_dir(*s.parent));
   auto parent_before = sys::fstat(up.get());
+  about_to_block();  // copies the data
   Status made = copy_up_object(up.get(), s.name, src->get(), st, with_data);
   if (!made && made.error() != EEXIST) return made;  // EEXIST: lost a race, which is success
   restore_times(up.get(), parent_before);

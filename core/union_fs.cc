@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/blocking.h"
 #include "core/sys.h"
 
 namespace unionfs {
@@ -41,6 +42,7 @@ Result<SharedParts> UnionFs::dir_parts(Inode& dir) const {
   std::lock_guard lock(dir.resolve_mu);
   std::shared_ptr<const DirParts> rest = dir.rest();
   if (!rest) {
+    about_to_block();  // opens and reads every remaining layer of the directory
     UNIONFS_ASSIGN_OR_RETURN(ResolvedLower r, resolve_lower(fmt_, s.parts.get().back(), *s.pending));
     if (r.index) dir.set_index(std::move(r.index));
     rest = std::make_shared<const DirParts>(std::move(r.rest));
@@ -94,6 +96,7 @@ Result<std::shared_ptr<const DirIndex>> UnionFs::index_of(Inode& dir, const Shar
     }
   }
   // Built with no lock held: a second builder racing this one only wastes its work.
+  about_to_block();
   UNIONFS_ASSIGN_OR_RETURN(
       std::shared_ptr<const DirIndex> index,
       DirIndex::build(fmt_, DirParts(parts.begin() + static_cast<ptrdiff_t>(first_lower), parts.end()),
@@ -112,6 +115,7 @@ Result<Found> UnionFs::find(Inode& parent, std::string_view name) {
     // A directory whose deeper instances are still pending: ask them by path for this one
     // name (a few fstatat per layer); opening and indexing them all pays off only if the
     // directory is used more (see kProbeLookups).
+    if (s.pending->hits.size() > kQuickProbeLayers) about_to_block();
     UNIONFS_ASSIGN_OR_RETURN(std::optional<Found> f,
                              lookup_name_probing(stack_, fmt_, s.parts, *s.pending, name));
     if (f) return std::move(*f);
