@@ -24,6 +24,7 @@
 #include "core/union_fs.h"
 #include "fuse/malloc_tuning.h"
 #include "fuse/ops.h"
+#include "fuse/session_loop.h"
 #include "fuse/volumes.h"
 #include "fuse/which.h"
 #include "fuse/tools.h"
@@ -53,7 +54,7 @@ constexpr const char* kUsage =
     "                      are plain files); oci: write \".wh.\" files\n"
     "  -o timeout=SECONDS  how long the kernel caches entries and attributes (default 86400)\n"
     "  -o threads=N        at most N worker threads (default 16; 1 = -s)\n"
-    "  -o idle_threads=N   keep at most N idle workers (default: libfuse's)\n"
+    "  -o idle_threads=N   keep at most N idle workers (default: no limit)\n"
     "  -v, --volume HOST_DIR:PATH, -o volume=HOST_DIR:PATH\n"
     "                      bind-mount a host directory over PATH inside the mount (as root;\n"
     "                      PATH is created in the upper if missing); taken down on SIGTERM,\n"
@@ -80,7 +81,7 @@ struct Cli {
   WhiteoutMode whiteout = WhiteoutMode::kAuto;
   double timeout = 86400.0;
   unsigned max_threads = 16;
-  int idle_threads = -1;  // libfuse's default
+  int idle_threads = -1;  // no limit
   std::vector<std::string> fuse_opts;
   std::vector<Volume> volumes;
   IdMap ids;
@@ -280,13 +281,7 @@ uint32_t read_overflow_id(const char* path) {
 // Runs the session loop until it is unmounted or told to exit.
 int loop(fuse_session* se, const Cli& cli) {
   if (cli.single_thread || cli.max_threads == 1) return fuse_session_loop(se);
-  fuse_loop_config* cfg = fuse_loop_cfg_create();
-  fuse_loop_cfg_set_clone_fd(cfg, 0);
-  fuse_loop_cfg_set_max_threads(cfg, cli.max_threads);
-  if (cli.idle_threads >= 0) fuse_loop_cfg_set_idle_threads(cfg, static_cast<unsigned>(cli.idle_threads));
-  int rc = fuse_session_loop_mt(se, cfg);
-  fuse_loop_cfg_destroy(cfg);
-  return rc;
+  return run_session_loop(se, cli.max_threads, cli.idle_threads);
 }
 
 // Ends the session from outside the loop: detaching the mount ends the connection, which

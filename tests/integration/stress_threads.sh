@@ -78,4 +78,28 @@ expect_eq "$(ls "$M/shared_dir" | wc -l)" 50 "entries in shared_dir"
 
 unmount_union "$M"
 check_lowers
+
+# A long request must not hold the others up: the loop answers quick requests on the thread
+# that reads them, and hands the reading over before a copy-up (fuse/session_loop.h).
+new_stack slowop 1
+mkdir -p "${L[0]}/names"
+dd if=/dev/zero of="${L[0]}/big" bs=1M count=512 status=none
+for i in $(seq 1 40); do : >"${L[0]}/names/n$i"; done
+save_lowers
+mount_union "$(stack_spec)" "$M"
+check "lookups are answered while a 512 MiB copy-up runs"
+started=$(date +%s%N)
+(echo tail >>"$M/big"; date +%s%N >"$T/copyup.end") &
+cp_pid=$!
+track_pid "$cp_pid"
+sleep 0.05
+for i in $(seq 1 40); do [[ -e $M/names/n$i ]] || fail "names/n$i missing"; done  # no fork
+stats_end=$(date +%s%N)
+wait "$cp_pid" || fail "append (copy-up) to big failed"
+copy_end=$(cat "$T/copyup.end")
+echo "(copy-up $(((copy_end - started) / 1000000)) ms; 40 lookups done after $(((stats_end - started) / 1000000)) ms)"
+((stats_end < copy_end)) || fail "the 40 lookups ended after the copy-up: they waited for it"
+expect_eq "$(stat -c %s "$M/big")" $((512 * 1048576 + 5)) "size of big after the append"
+unmount_union "$M"
+check_lowers
 finish
