@@ -7,10 +7,13 @@
 #include <csignal>
 
 #include <cerrno>
+#include <atomic>
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
+#include <memory>
 #include <thread>
+#include <vector>
 
 #include "core/blocking.h"
 
@@ -60,11 +63,15 @@ class Loop {
       threads_ = 1;
     }
     work(true);
-    // The others end once they see exit_ (those busy with a request finish it first).
+    // The others end once they see exit_ (those busy with a request finish it first); they are
+    // joined, not detached, so that libfuse's per-thread state is gone before the session is.
+    std::vector<Worker> workers;
     {
       std::unique_lock lock(mu_);
       ended_.wait(lock, [&] { return threads_ == 1; });
+      workers.swap(workers_);
     }
+    for (Worker& w : workers) w.thread.join();
     set_blocking_handler(nullptr);
     current_ = nullptr;
     pthread_sigmask(SIG_SETMASK, &caller_mask_, nullptr);
@@ -80,8 +87,20 @@ class Loop {
     if (idle_ > 0) {
       cv_.notify_one();
     } else if (threads_ < max_threads_ && !exit_) {
+      // Join the threads -o idle_threads ended (their thread-local state, such as libfuse's
+      // splice pipe, is released only once they have exited), then start one.
+      std::erase_if(workers_, [](Worker& w) {
+        if (!w.done->load()) return false;
+        w.thread.join();
+        return true;
+      });
       ++threads_;
-      std::thread([this] { work(false); }).detach();  // run() waits for threads_ to drop
+      auto done = std::make_shared<std::atomic<bool>>(false);
+      workers_.push_back(Worker{std::thread([this, done] {
+                                  work(false);
+                                  done->store(true);
+                                }),
+                                done});
     }
   }
 
@@ -163,6 +182,11 @@ class Loop {
   std::condition_variable cv_;      ///< followers wait here for the reading
   std::condition_variable ended_;   ///< run() waits here for the started threads to end
   const int max_idle_;
+  struct Worker {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;  ///< set when it has left work()
+  };
+  std::vector<Worker> workers_;  ///< the threads started, joined by run() at the end
   sigset_t caller_mask_{};    ///< the signal mask of run()'s caller: a reader's
   sigset_t follower_mask_{};  ///< the same with SIGINT, SIGTERM and SIGHUP blocked
   bool reading_ = false;  ///< a thread reads /dev/fuse, or answers inline and will read next
