@@ -57,10 +57,8 @@ Result<Found> found_file(const LayerStack& stack, const SharedFd& parent, const 
 
 }  // namespace
 
-Result<std::optional<Found>> lookup_name_probing(const LayerStack& stack,
-                                                 const WhiteoutFormat& fmt,
-                                                 const DirParts& parts,
-                                                 const PendingLower& pending,
+Result<std::optional<Found>> lookup_name_probing(const LayerStack& stack, const WhiteoutFormat& fmt,
+                                                 const DirParts& parts, const PendingLower& pending,
                                                  std::string_view name) {
   // The instances already open: none of them is opaque (else nothing would be pending).
   for (const LayerDir& part : parts) {

@@ -4,14 +4,13 @@
 #include <linux/fuse.h>
 #include <pthread.h>
 
-#include <csignal>
-
-#include <cerrno>
 #include <atomic>
+#include <cerrno>
 #include <condition_variable>
+#include <csignal>
 #include <cstdlib>
-#include <mutex>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -116,7 +115,9 @@ class Loop {
   // Lets this thread take SIGINT/SIGTERM/SIGHUP (libfuse's handlers end the session) only while
   // it reads: the signal then interrupts the read, and a thread that starts reading after it
   // came sees it at once. Callers that block them (the volumes mode) keep them blocked.
-  void take_signals(bool yes) { pthread_sigmask(SIG_SETMASK, yes ? &caller_mask_ : &follower_mask_, nullptr); }
+  void take_signals(bool yes) {
+    pthread_sigmask(SIG_SETMASK, yes ? &caller_mask_ : &follower_mask_, nullptr);
+  }
 
   void work(bool main) {
     take_signals(false);
@@ -179,17 +180,17 @@ class Loop {
   fuse_session* se_;
   const unsigned max_threads_;
   std::mutex mu_;
-  std::condition_variable cv_;      ///< followers wait here for the reading
-  std::condition_variable ended_;   ///< run() waits here for the started threads to end
+  std::condition_variable cv_;     ///< followers wait here for the reading
+  std::condition_variable ended_;  ///< run() waits here for the started threads to end
   const int max_idle_;
   struct Worker {
     std::thread thread;
     std::shared_ptr<std::atomic<bool>> done;  ///< set when it has left work()
   };
   std::vector<Worker> workers_;  ///< the threads started, joined by run() at the end
-  sigset_t caller_mask_{};    ///< the signal mask of run()'s caller: a reader's
-  sigset_t follower_mask_{};  ///< the same with SIGINT, SIGTERM and SIGHUP blocked
-  bool reading_ = false;  ///< a thread reads /dev/fuse, or answers inline and will read next
+  sigset_t caller_mask_{};       ///< the signal mask of run()'s caller: a reader's
+  sigset_t follower_mask_{};     ///< the same with SIGINT, SIGTERM and SIGHUP blocked
+  bool reading_ = false;         ///< a thread reads /dev/fuse, or answers inline and will read next
   bool exit_ = false;
   unsigned idle_ = 0;
   unsigned threads_ = 0;
