@@ -6,7 +6,8 @@
 // cost ~6 us a cold lookup, bench_e2e). Before a request that may block (data I/O, listings,
 // namespace changes) or when the core says it is about to block (about_to_block: a deep
 // directory's first use, a copy-up), the leader hands the reading over to an idle follower,
-// or starts one (up to max_threads), so that slow work never holds the others up.
+// or starts one (up to max_threads), so that slow work never holds the others up. One follower
+// is started with the loop, so that the first hand-over does not pay for creating a thread.
 #pragma once
 
 #include <fuse_lowlevel.h>

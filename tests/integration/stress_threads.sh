@@ -87,6 +87,10 @@ dd if=/dev/zero of="${L[0]}/big" bs=1M count=512 status=none
 for i in $(seq 1 40); do : >"${L[0]}/names/n$i"; done
 save_lowers
 mount_union "$(stack_spec)" "$M"
+threads() { ls "/proc/${_MPIDS[-1]}/task" | wc -l; }
+check "one follower thread waits from the start, so a first hand-over starts no thread"
+for i in $(seq 1 40); do [[ $(threads) -ge 2 ]] && break; sleep 0.05; done
+expect_eq "$(threads)" 2 "daemon threads before any request"
 check "lookups are answered while a 512 MiB copy-up runs"
 started=$(date +%s%N)
 (echo tail >>"$M/big"; date +%s%N >"$T/copyup.end") &
@@ -100,6 +104,7 @@ copy_end=$(cat "$T/copyup.end")
 echo "(copy-up $(((copy_end - started) / 1000000)) ms; 40 lookups done after $(((stats_end - started) / 1000000)) ms)"
 ((stats_end < copy_end)) || fail "the 40 lookups ended after the copy-up: they waited for it"
 expect_eq "$(stat -c %s "$M/big")" $((512 * 1048576 + 5)) "size of big after the append"
+expect_eq "$(threads)" 2 "daemon threads after the copy-up handed the reading over"
 unmount_union "$M"
 check_lowers
 finish
