@@ -235,7 +235,8 @@ void BM_LookupWhiteout(benchmark::State& state) {
   lookup_enoent(state, state.range(0) >= 2 ? n.whiteouts_dn : n.whiteouts_d1, "whiteout");
 }
 
-// 4. The merged listing of m.
+// 4. The merged listing of m. Counters: entries; index_names and index_bytes_per_name, the
+// size of m's lower index.
 void BM_List(benchmark::State& state) {
   Mount mt;
   if (!open_warm_mount(state, &mt)) return;
@@ -256,6 +257,12 @@ void BM_List(benchmark::State& state) {
                          std::to_string(want)).c_str());
   }
   state.counters["entries"] = static_cast<double>(got);
+  // The index the listing built: its names and heap bytes per name (DirIndex::memory_bytes).
+  if (auto index = mt.m->index(); index && index->size() > 0) {
+    state.counters["index_names"] = static_cast<double>(index->size());
+    state.counters["index_bytes_per_name"] =
+        static_cast<double>(index->memory_bytes()) / static_cast<double>(index->size());
+  }
   set_label(state);
 }
 

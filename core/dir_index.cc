@@ -5,6 +5,8 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include <utility>
+
 #include "core/sys.h"
 
 namespace unionfs {
@@ -69,29 +71,111 @@ Result<std::shared_ptr<const DirIndex>> DirIndex::build(const WhiteoutFormat& fm
   return from_listings(std::move(lower), std::move(listings));
 }
 
+// Fills a DirIndex layer by layer. While building, the hits of a name beyond its first go to
+// extra_ in layer order (a slot's `more` then indexes its last one); finish() lays every
+// name's hits out together in more_.
+class DirIndex::Builder {
+ public:
+  Builder(DirIndex& index, size_t max_names, size_t name_bytes) : ix_(index) {
+    size_t cap = 16;
+    while (cap / 4 * 3 < max_names) cap <<= 1;  // at most 3/4 full
+    ix_.slots_.assign(cap, Slot{});
+    ix_.names_.reserve(name_bytes);
+  }
+
+  /// The slot of `name`, new (no hits yet: the caller adds one) or not.
+  size_t slot(std::string_view name) {
+    const uint64_t h = hash_name(name);
+    const size_t i = ix_.slot_for(name, h);
+    Slot& s = ix_.slots_[i];
+    if (s.n == 0) {
+      s.hash = h;
+      s.name = static_cast<uint32_t>(ix_.names_.size());
+      s.name_len = static_cast<uint16_t>(name.size());
+      ix_.names_.append(name);
+      ++ix_.size_;
+    }
+    return i;
+  }
+  IndexHit& last(size_t i) {
+    Slot& s = ix_.slots_[i];
+    return s.n == 1 ? s.first : extra_[s.more].second;
+  }
+  void push(size_t i, const IndexHit& h) {
+    Slot& s = ix_.slots_[i];
+    if (s.n == 0) {
+      s.first = h;
+    } else {
+      extra_.emplace_back(static_cast<uint32_t>(i), h);
+      s.more = static_cast<uint32_t>(extra_.size() - 1);
+    }
+    ++s.n;
+  }
+  /// Whether nothing below matters for the name any more: its last hit is a whiteout, a
+  /// non-directory or a directory that hides the lower ones.
+  bool closed(size_t i) {
+    if (ix_.slots_[i].n == 0) return false;
+    const IndexHit& l = last(i);
+    return l.type != DT_DIR || l.hides_lower;
+  }
+
+  void finish() {
+    uint32_t used = 0;
+    for (Slot& s : ix_.slots_) {
+      if (s.n < 2) continue;
+      s.more = used + 1;  // where its second hit goes
+      used += s.n;
+    }
+    ix_.more_.resize(used);
+    for (Slot& s : ix_.slots_) {
+      if (s.n >= 2) ix_.more_[s.more - 1] = s.first;
+    }
+    for (const auto& [i, h] : extra_) ix_.more_[ix_.slots_[i].more++] = h;
+    for (Slot& s : ix_.slots_) {
+      if (s.n >= 2) s.more -= s.n;
+    }
+  }
+
+ private:
+  DirIndex& ix_;
+  std::vector<std::pair<uint32_t, IndexHit>> extra_;
+};
+
+size_t DirIndex::slot_for(std::string_view name, uint64_t h) const {
+  const size_t mask = slots_.size() - 1;
+  for (size_t i = h & mask;; i = (i + 1) & mask) {
+    const Slot& s = slots_[i];
+    if (s.n == 0 || (s.hash == h && name_of(s) == name)) return i;
+  }
+}
+
 std::shared_ptr<const DirIndex> DirIndex::from_listings(DirParts lower,
                                                         std::vector<LayerListing> listings) {
   auto index = std::make_shared<DirIndex>();
-  size_t total = 0;
-  for (const LayerListing& l : listings) total += l.entries.size() + l.oci_whiteouts.size();
-  index->map_.reserve(total);  // at most that many names: no rehash while building
+  size_t names = 0, bytes = 0;
+  for (const LayerListing& l : listings) {
+    names += l.entries.size() + l.oci_whiteouts.size();
+    for (const sys::DirEnt& e : l.entries) bytes += e.name.size();
+    for (const std::string& n : l.oci_whiteouts) bytes += n.size();
+  }
+  Builder b(*index, names, bytes);
   for (uint32_t p = 0; p < listings.size(); ++p) {
-    LayerListing& listing = listings[p];
-    for (sys::DirEnt& e : listing.entries) {
-      HitList& hits = index->map_[std::move(e.name)];
-      if (!closed(hits)) hits.push_back(IndexHit{p, e.type, false, e.ino});
+    for (const sys::DirEnt& e : listings[p].entries) {
+      const size_t i = b.slot(e.name);
+      if (!b.closed(i)) b.push(i, IndexHit{p, e.type, false, e.ino});
     }
     // ".wh.NAME" hides NAME in the layers below; a NAME in its own layer survives it.
-    for (std::string& n : listing.oci_whiteouts) {
-      HitList& hits = index->map_[std::move(n)];
-      if (closed(hits)) continue;
-      if (!hits.empty() && hits.back().part == p) {
-        hits.back().hides_lower = true;
+    for (const std::string& n : listings[p].oci_whiteouts) {
+      const size_t i = b.slot(n);
+      if (b.closed(i)) continue;
+      if (index->slots_[i].n != 0 && b.last(i).part == p) {
+        b.last(i).hides_lower = true;
       } else {
-        hits.push_back(IndexHit{p, kDtWhiteout, false, 0});
+        b.push(i, IndexHit{p, kDtWhiteout, false, 0});
       }
     }
   }
+  b.finish();
   index->parts_ = std::move(lower);
   return index;
 }
@@ -140,27 +224,15 @@ Result<ResolvedLower> resolve_lower(const WhiteoutFormat& fmt, const LayerDir& t
   return out;
 }
 
-bool DirIndex::closed(HitList& hits) {
-  if (hits.empty()) return false;
-  const IndexHit& last = hits.back();
-  return last.type != DT_DIR || last.hides_lower;
-}
-
 std::span<const IndexHit> DirIndex::find(std::string_view name) const {
-  auto it = map_.find(name);
-  if (it == map_.end()) return {};
-  return it->second.span();
+  if (slots_.empty()) return {};
+  const Slot& s = slots_[slot_for(name, hash_name(name))];
+  if (s.n == 0) return {};
+  return hits_of(s);
 }
 
 size_t DirIndex::memory_bytes() const {
-  size_t bytes = map_.bucket_count() * sizeof(void*);
-  for (const auto& [name, hits] : map_) {
-    // A node holds the key, the vector and a cached hash; short names live in the string.
-    bytes += sizeof(std::string) + sizeof(HitList) + 2 * sizeof(void*);
-    if (name.capacity() > 15) bytes += name.capacity() + 1;
-    bytes += hits.heap_bytes();
-  }
-  return bytes;
+  return slots_.capacity() * sizeof(Slot) + names_.capacity() + more_.capacity() * sizeof(IndexHit);
 }
 
 }  // namespace unionfs

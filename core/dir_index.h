@@ -9,12 +9,12 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "core/hash.h"
@@ -71,43 +71,43 @@ class DirIndex {
   /// Every indexed name with its hits, in no particular order.
   template <typename F>
   void for_each(F&& f) const {
-    for (const auto& [name, hits] : map_) f(name, hits.span());
+    for (const Slot& s : slots_) {
+      if (s.n != 0) f(name_of(s), hits_of(s));
+    }
   }
-  [[nodiscard]] size_t size() const { return map_.size(); }
-  /// Approximate heap bytes held by the index (for measurement).
+  [[nodiscard]] size_t size() const { return size_; }
+  /// Heap bytes held by the index (for measurement).
   [[nodiscard]] size_t memory_bytes() const;
 
  private:
-  struct NameHash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const { return static_cast<size_t>(hash_name(s)); }
+  // An open-addressing table (linear probing, at most 3/4 full) of one 40-byte slot per name:
+  // a lookup reads its slot, then the name in one arena to compare it, and finds the first hit
+  // inline. Most names live in one layer; a name with several hits has them all, in order, in
+  // more_. Building it allocates four arrays, not a node per name.
+  struct Slot {
+    uint64_t hash = 0;
+    uint32_t name = 0;      ///< offset of the name in names_
+    uint32_t n = 0;         ///< hits; 0: an empty slot
+    uint32_t more = 0;      ///< n > 1: offset of all n hits in more_
+    uint16_t name_len = 0;  ///< names are at most NAME_MAX bytes
+    IndexHit first{};
   };
-  /// The hits of one name. Most names live in one layer: the first hit is kept inline, so an
-  /// index of n names costs n map nodes and no other allocation.
-  class HitList {
-   public:
-    void push_back(const IndexHit& h) {
-      if (n_ == 1) more_.push_back(one_);
-      if (n_ >= 1) more_.push_back(h);
-      if (n_ == 0) one_ = h;
-      ++n_;
-    }
-    [[nodiscard]] bool empty() const { return n_ == 0; }
-    IndexHit& back() { return n_ <= 1 ? one_ : more_.back(); }
-    [[nodiscard]] std::span<const IndexHit> span() const {
-      return n_ <= 1 ? std::span<const IndexHit>(&one_, n_) : std::span<const IndexHit>(more_);
-    }
-    [[nodiscard]] size_t heap_bytes() const { return more_.capacity() * sizeof(IndexHit); }
-
-   private:
-    uint32_t n_ = 0;
-    IndexHit one_{};
-    std::vector<IndexHit> more_;
-  };
-  static bool closed(HitList& hits);
+  [[nodiscard]] std::string_view name_of(const Slot& s) const {
+    return {names_.data() + s.name, s.name_len};
+  }
+  [[nodiscard]] std::span<const IndexHit> hits_of(const Slot& s) const {
+    return s.n == 1 ? std::span<const IndexHit>(&s.first, 1)
+                    : std::span<const IndexHit>(more_.data() + s.more, s.n);
+  }
+  /// The slot of `name` (hash `h`): its own, or the empty one where it would go.
+  [[nodiscard]] size_t slot_for(std::string_view name, uint64_t h) const;
+  class Builder;
 
   DirParts parts_;
-  std::unordered_map<std::string, HitList, NameHash, std::equal_to<>> map_;
+  std::vector<Slot> slots_;  ///< a power of two of them
+  std::string names_;
+  std::vector<IndexHit> more_;
+  size_t size_ = 0;
 };
 
 /// The lower instances of a merged directory below its topmost lower one, not opened yet: what

@@ -214,8 +214,8 @@ class VisibleWalk {
 Status VisibleWalk::dir(const DirParts& parts) {
   UNIONFS_ASSIGN_OR_RETURN(std::shared_ptr<const DirIndex> index, DirIndex::build(fmt_, parts));
   std::vector<std::string> names;
-  index->for_each([&](const std::string& n, std::span<const IndexHit> hits) {
-    if (!hits.empty() && hits.front().type != kDtWhiteout) names.push_back(n);
+  index->for_each([&](std::string_view n, std::span<const IndexHit> hits) {
+    if (!hits.empty() && hits.front().type != kDtWhiteout) names.emplace_back(n);
   });
   for (const std::string& n : names) {
     std::span<const IndexHit> hits = index->find(n);

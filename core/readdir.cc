@@ -64,12 +64,12 @@ Result<std::vector<DirEntry>> UnionFs::list(Inode& dir) {
     e.ino = stack_.st_ino(stack_.layer(index->parts()[hits.front().part].layer).dev,
                           hits.front().ino);
   }
-  index->for_each([&](const std::string& name, std::span<const IndexHit> hits) {
-    if (upper_names.contains(name)) return;
+  index->for_each([&](std::string_view name, std::span<const IndexHit> hits) {
+    if (!upper_names.empty() && upper_names.contains(std::string(name))) return;
     const IndexHit& top = hits.front();
     if (top.type == kDtWhiteout) return;
     const dev_t dev = stack_.layer(index->parts()[top.part].layer).dev;
-    out.push_back({name, stack_.st_ino(dev, top.ino), top.type});
+    out.push_back({std::string(name), stack_.st_ino(dev, top.ino), top.type});
   });
   return out;
 }

@@ -185,8 +185,8 @@ Status SquashWalk::dir(const DirParts& range, const DirParts& below, int out,
   // Name order: the output is the same whatever order getdents gives, and so is which name
   // of a hard-linked inode is written first.
   std::vector<std::string> names;
-  (*index)->for_each([&](const std::string& n, std::span<const IndexHit> hits) {
-    if (!hits.empty()) names.push_back(n);
+  (*index)->for_each([&](std::string_view n, std::span<const IndexHit> hits) {
+    if (!hits.empty()) names.emplace_back(n);
   });
   std::sort(names.begin(), names.end());
   for (const std::string& n : names) {

@@ -183,8 +183,8 @@ for upper in uppers:
     print()
     print(f"### {title}: steady state (m used by {ctx.get('warmup_lookups', '?')} lookups first)")
     print()
-    print("| depth | layers | " + " | ".join(c for c, _ in COLS) + " | list ms |")
-    print("|" + "---:|" * (len(COLS) + 3))
+    print("| depth | layers | " + " | ".join(c for c, _ in COLS) + " | list ms | index B/name |")
+    print("|" + "---:|" * (len(COLS) + 4))
     vals = {}
     for d in depths:
         row = [str(d), str(d + upper)]
@@ -195,6 +195,9 @@ for upper in uppers:
         text, v = cell("BM_List", d, upper, scale=1e-3)
         vals[("BM_List", d)] = v
         row.append(text)
+        b = runs.get(("BM_List", d, upper))
+        row.append(f"{b['index_bytes_per_name']:.0f}" if b and "index_bytes_per_name" in b
+                   else "—")
         print("| " + " | ".join(row) + " |")
     lo = min(depths) if depths else None
     for hi in sorted({d for d in (256, max(depths, default=0)) if d in depths and d != lo}):
