@@ -115,6 +115,9 @@ class Inode : public std::enable_shared_from_this<Inode> {
 
   /// Lookups made in this directory without an index (to decide when one pays off).
   std::atomic<uint32_t> direct_lookups{0};
+  /// A directory with one lower instance: the lookup count at which to try indexing it again,
+  /// after an instance too big to be worth it yet (UnionFs::index_of).
+  std::atomic<uint32_t> index_retry_at{0};
 
  private:
   mutable std::mutex mu_;

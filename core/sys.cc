@@ -355,8 +355,12 @@ Result<bool> read_dir_fd(int fd, std::vector<DirEnt>* out, size_t max_entries) {
   // getdents64 directly: fdopendir would cost an fstat and two fcntls per directory, and a
   // merged directory's first use reads one instance per layer.
   alignas(8) char buf[32768];
+  // With a small limit, small reads: giving up costs about the limit, not 32 KiB of entries
+  // (~1,300 short names).
+  const size_t len = max_entries < sizeof(buf) / 64 ? std::max<size_t>(4096, max_entries * 64)
+                                                    : sizeof(buf);
   for (;;) {
-    const long n = ::syscall(SYS_getdents64, fd, buf, sizeof(buf));
+    const long n = ::syscall(SYS_getdents64, fd, buf, len);
     if (n < 0) {
       if (errno == EINTR) continue;
       return last_errno();

@@ -80,23 +80,42 @@ Result<std::shared_ptr<const DirIndex>> UnionFs::index_of(Inode& dir, const Shar
   const size_t first_lower = !parts.empty() && stack_.is_upper(parts.front().layer) ? 1 : 0;
   const size_t lower = parts.size() - first_lower;
   if (lower == 0) return std::shared_ptr<const DirIndex>();
-  // A directory with one lower instance is probed directly (one fstatat, like the index's
-  // own probe of the right layer), so a lookup in a huge directory never pays for reading all
-  // of it. A merged directory is indexed on its first lookup, which reads each instance once
-  // (about what probing each for one name costs), unless an instance is huge: then on its
-  // next lookup. A listing reads every instance anyway and indexes any directory.
+  // A directory with one lower instance is probed directly: one fstatat for a present name,
+  // like the index's own probe of the right layer, but two for a missing one (NAME, then
+  // .wh.NAME), which module loaders ask for most. It is indexed once the lookups so far have
+  // cost about what reading it would (ski rental: kEntriesPerLookup entries per lookup), so a
+  // lookup in a huge directory never pays for reading all of it. A merged directory is indexed
+  // on its first lookup, which reads each instance once (about what probing each for one name
+  // costs), unless an instance is huge: then on its next lookup. A listing reads every
+  // instance anyway and indexes any directory.
   size_t max_entries = SIZE_MAX;
   if (!build) {
-    if (lower < 2) return std::shared_ptr<const DirIndex>();
     const uint32_t before = dir.direct_lookups.fetch_add(1, std::memory_order_relaxed);
-    if (before == 0) {
+    if (lower < 2) {
+      const uint32_t n = before + 1;
+      if (n < kSingleIndexAfterLookups || n < dir.index_retry_at.load(std::memory_order_relaxed)) {
+        return std::shared_ptr<const DirIndex>();
+      }
+      // Larger than that: try again after twice the lookups, so that the reads given up on
+      // cost at most what the last one does.
+      dir.index_retry_at.store(2 * n, std::memory_order_relaxed);
+      max_entries = static_cast<size_t>(n) * kEntriesPerLookup;
+      // Its size tells a huge directory without reading it (a read given up on in 100,000
+      // entries still costs ~0.4 ms on ext4): ext4 and xfs count bytes of entries, at most
+      // ~64 each for names of up to ~40 bytes, tmpfs 20 per entry.
+      auto st = sys::fstat(parts[first_lower].get());
+      if (st.ok() && static_cast<size_t>(st->st_size) / kMaxBytesPerEntry > max_entries) {
+        return std::shared_ptr<const DirIndex>();
+      }
+    } else if (before == 0) {
       max_entries = kEagerIndexMax;
     } else if (before < kIndexAfterLookups) {
       return std::shared_ptr<const DirIndex>();
     }
   }
-  // Built with no lock held: a second builder racing this one only wastes its work.
-  about_to_block();
+  // Built with no lock held: a second builder racing this one only wastes its work. A small
+  // directory's build is as quick as a lookup (a getdents reads ~1,000 entries at a time).
+  if (max_entries > kQuickIndexEntries) about_to_block();
   UNIONFS_ASSIGN_OR_RETURN(
       std::shared_ptr<const DirIndex> index,
       DirIndex::build(fmt_, DirParts(parts.begin() + static_cast<ptrdiff_t>(first_lower), parts.end()),

@@ -628,6 +628,46 @@ TEST_CASE("a lookup of a deep merged directory opens only its top instances; its
 }
 
 
+TEST_CASE("a directory with one lower instance is indexed once its lookups would pay for it",
+          "[union][index]") {
+  Union u(2);
+  for (int i = 0; i < 40; ++i) u.b.file(0, "small/f" + std::to_string(i), "s");
+  for (int i = 0; i < 2000; ++i) u.b.file(0, "big/f" + std::to_string(i), "");
+  u.start(kPriv);
+  Inode& small = u.at("small");
+  // Probed directly at first: a lookup of a huge directory never reads all of it.
+  for (uint32_t i = 1; i < UnionFs::kSingleIndexAfterLookups; ++i) {
+    CHECK(u.lookup_error("small/none" + std::to_string(i)) == ENOENT);
+  }
+  CHECK(small.index() == nullptr);
+  // The next lookup reads its 40 entries: less than kEntriesPerLookup per lookup made.
+  CHECK(u.read("small/f7") == "s");
+  REQUIRE(small.index() != nullptr);
+  CHECK(small.index()->size() == 40u);
+  // The upper is still asked first: names made and removed through the union after the
+  // index was built are seen.
+  u.create("small", "new", "n");
+  REQUIRE(u.fs->unlink(small, "f3").ok());
+  CHECK(u.read("small/new") == "n");
+  CHECK(u.lookup_error("small/f3") == ENOENT);
+  CHECK(u.read("small/f4") == "s");
+  CHECK(u.lookup_error("small/none") == ENOENT);
+
+  // 2,000 entries are worth reading from 2000 / kEntriesPerLookup = 125 lookups on. Reads
+  // given up on (at lookups 4, 8, ..., 64) are tried again after twice the lookups, so that
+  // they cost no more than the one that succeeds, at the 128th.
+  static_assert(UnionFs::kSingleIndexAfterLookups == 4 && UnionFs::kEntriesPerLookup == 16);
+  Inode& big = u.at("big");
+  auto miss = [&](uint32_t i) { CHECK(u.lookup_error("big/none" + std::to_string(i)) == ENOENT); };
+  for (uint32_t i = 1; i <= 127; ++i) miss(i);
+  CHECK(big.index() == nullptr);
+  miss(128);
+  REQUIRE(big.index() != nullptr);
+  CHECK(big.index()->size() == 2000u);
+  CHECK(u.attr("big/f1999").st_size == 0);
+  CHECK_LOWERS_UNCHANGED(u);
+}
+
 TEST_CASE("a lower file holds no descriptor until an operation needs one", "[union][lookup]") {
   Union u(3);
   for (int i = 0; i < 40; ++i) u.b.file(0, "d/f" + std::to_string(i), "data" + std::to_string(i));
