@@ -6,6 +6,57 @@
 
 namespace unionfs {
 
+size_t InodeKeyMap::slot_of(const InodeKey& key) const {
+  const size_t mask = slots_.size() - 1;
+  for (size_t i = home(key);; i = (i + 1) & mask) {
+    const Slot& s = slots_[i];
+    if (!s.inode || s.key == key) return i;
+  }
+}
+
+const std::shared_ptr<Inode>* InodeKeyMap::find(const InodeKey& key) const {
+  const Slot& s = slots_[slot_of(key)];
+  return s.inode ? &s.inode : nullptr;
+}
+
+std::shared_ptr<Inode>& InodeKeyMap::operator[](const InodeKey& key) {
+  size_t i = slot_of(key);
+  if (slots_[i].inode) return slots_[i].inode;
+  if (2 * (size_ + 1) > slots_.size()) {
+    grow();
+    i = slot_of(key);
+  }
+  // A new entry: the caller stores a non-null inode in it before anything else looks.
+  ++size_;
+  slots_[i].key = key;
+  return slots_[i].inode;
+}
+
+void InodeKeyMap::erase(const InodeKey& key) {
+  size_t i = slot_of(key);
+  if (!slots_[i].inode) return;
+  --size_;
+  // Backward shift: move up each following entry that may not stay where it is (its home is
+  // not cyclically in (i, j]), so that every entry stays reachable from its home slot.
+  const size_t mask = slots_.size() - 1;
+  for (size_t j = (i + 1) & mask; slots_[j].inode; j = (j + 1) & mask) {
+    const size_t h = home(slots_[j].key);
+    const bool stays = i <= j ? (i < h && h <= j) : (i < h || h <= j);
+    if (stays) continue;
+    slots_[i] = std::move(slots_[j]);
+    i = j;
+  }
+  slots_[i].inode.reset();
+}
+
+void InodeKeyMap::grow() {
+  std::vector<Slot> old(slots_.size() * 2);
+  old.swap(slots_);
+  for (Slot& s : old) {
+    if (s.inode) slots_[slot_of(s.key)] = std::move(s);
+  }
+}
+
 void InodeTable::set_root(std::shared_ptr<Inode> root) {
   std::lock_guard lock(mu_);
   root->nlookup = 1;
@@ -16,9 +67,8 @@ void InodeTable::set_root(std::shared_ptr<Inode> root) {
 std::shared_ptr<Inode> InodeTable::acquire(const InodeKey& key, Inode::State fresh,
                                            uint64_t st_ino, bool is_dir) {
   std::lock_guard lock(mu_);
-  auto it = map_.find(key);
-  if (it != map_.end() && it->second->is_dir == is_dir) {
-    std::shared_ptr<Inode> inode = it->second;
+  if (const std::shared_ptr<Inode>* held = map_.find(key); held && (*held)->is_dir == is_dir) {
+    const std::shared_ptr<Inode>& inode = *held;
     if (inode.get() != root_.get()) inode->set_state(std::move(fresh));
     inode->nlookup.fetch_add(1);
     return inode;
@@ -26,12 +76,9 @@ std::shared_ptr<Inode> InodeTable::acquire(const InodeKey& key, Inode::State fre
   auto inode = std::make_shared<Inode>(key, st_ino, is_dir);
   inode->set_state(std::move(fresh));
   inode->nlookup = 1;
-  if (it != map_.end()) {
-    orphans_[it->second.get()] = it->second;
-    it->second = inode;
-  } else {
-    map_.emplace(key, inode);
-  }
+  std::shared_ptr<Inode>& slot = map_[key];
+  if (slot) orphans_[slot.get()] = slot;
+  slot = inode;
   return inode;
 }
 
@@ -45,10 +92,10 @@ void InodeTable::forget(Inode& inode, uint64_t n) {
   }
   inode.nlookup.fetch_sub(n);
   if (prev - n > 0 || &inode == root_.get()) return;
-  auto it = map_.find(inode.key);
+  const std::shared_ptr<Inode>* held = map_.find(inode.key);
   // Erase only if the map still holds this very inode (a newer one may have replaced it).
-  if (it != map_.end() && it->second.get() == &inode) {
-    map_.erase(it);
+  if (held && held->get() == &inode) {
+    map_.erase(inode.key);
   } else {
     orphans_.erase(&inode);
   }
@@ -56,8 +103,8 @@ void InodeTable::forget(Inode& inode, uint64_t n) {
 
 std::shared_ptr<Inode> InodeTable::find(const InodeKey& key) const {
   std::lock_guard lock(mu_);
-  auto it = map_.find(key);
-  return it == map_.end() ? nullptr : it->second;
+  const std::shared_ptr<Inode>* held = map_.find(key);
+  return held ? *held : nullptr;
 }
 
 size_t InodeTable::size() const {

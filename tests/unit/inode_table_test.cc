@@ -3,12 +3,77 @@
 #include "core/inode_table.h"
 
 #include <catch2/catch.hpp>
+#include <map>
 #include <memory>
+#include <random>
 
 namespace unionfs {
 namespace {
 
 std::shared_ptr<Inode> make_root() { return std::make_shared<Inode>(InodeKey{1, 2}, 2, true); }
+
+TEST_CASE("the key map finds, inserts and erases as a plain map does", "[inode]") {
+  // Random inserts and erases over 3,000 keys (the map grows from 1,024 slots to 8,192, and
+  // erasing shifts the entries after a removed one back, wrapping around the end).
+  InodeKeyMap m;
+  std::map<std::pair<ino_t, uint64_t>, std::shared_ptr<Inode>> want;
+  std::mt19937 rng(7);
+  auto key_of = [](uint32_t k) { return InodeKey{1, k / 3, k % 3}; };
+  for (int step = 0; step < 40000; ++step) {
+    const uint32_t k = rng() % 3000;
+    const InodeKey key = key_of(k);
+    const auto wk = std::make_pair(key.ino, key.name);
+    if (rng() % 5 < 3) {
+      std::shared_ptr<Inode>& slot = m[key];
+      if (!slot) slot = std::make_shared<Inode>(key, k, false);
+      want.emplace(wk, slot);
+      CHECK(slot.get() == want[wk].get());
+    } else {
+      m.erase(key);
+      want.erase(wk);
+    }
+    if (step % 1000 == 0 || step == 39999) {
+      INFO("step " << step);
+      REQUIRE(m.size() == want.size());
+      for (uint32_t j = 0; j < 3000; ++j) {
+        const InodeKey kj = key_of(j);
+        auto it = want.find({kj.ino, kj.name});
+        const std::shared_ptr<Inode>* held = m.find(kj);
+        REQUIRE((held != nullptr) == (it != want.end()));
+        if (held) CHECK(held->get() == it->second.get());
+      }
+    }
+  }
+}
+
+TEST_CASE("the key map keeps entries reachable when an erase shifts across its end",
+          "[inode]") {
+  // Keys whose home slots are the last two and the first of a new map: a at 1022, b at 1023,
+  // c at 0. Erasing a must leave b and c where they are (their homes are not before the freed
+  // slot), and then erasing b must move nothing wrongly either.
+  constexpr size_t n = InodeKeyMap::kMinSlots;
+  auto key_with_home = [&](size_t home, ino_t from) {
+    for (ino_t i = from;; ++i) {
+      InodeKey k{9, i, 0};
+      if ((InodeKeyHash{}(k) & (n - 1)) == home) return k;
+    }
+  };
+  const InodeKey a = key_with_home(n - 2, 1), b = key_with_home(n - 1, 1), c = key_with_home(0, 1);
+  const InodeKey d = key_with_home(n - 1, b.ino + 1);  // probes on to slot 1
+  InodeKeyMap m;
+  for (const InodeKey& k : {a, b, c, d}) m[k] = std::make_shared<Inode>(k, k.ino, false);
+  m.erase(a);
+  for (const InodeKey& k : {b, c, d}) {
+    INFO("ino " << k.ino);
+    REQUIRE(m.find(k) != nullptr);
+    CHECK((*m.find(k))->key == k);
+  }
+  m.erase(b);  // d (home n-1, at slot 1) moves back to n-1; c stays at 0
+  CHECK(m.find(b) == nullptr);
+  CHECK(m.find(c) != nullptr);
+  CHECK(m.find(d) != nullptr);
+  CHECK(m.size() == 2);
+}
 
 TEST_CASE("acquire counts lookups on one inode per key", "[inode]") {
   InodeTable t;
