@@ -13,7 +13,8 @@ Measurements (median of --reps runs, each with its ratio to native and to kernel
              names, against depth. Cold = fresh mount, lower layers' dentry cache warm, first lstat
              of each name; warm = the same names again. The directory holding the names is looked
              into once, untimed, before the loop (its one-time cost is the "firststat" figure).
-  firststat  the first lstat of a name in a directory merged over 256 layers, on a fresh mount (ms).
+  firststat  the first lstat of a name in a directory merged over 256 layers, on a fresh mount (ms);
+             pinned, also with the dentry and inode caches dropped after the mount.
   readdir    listing of that directory (256 layers x 50 names), first and second time (ms).
   read       sequential read of a 256 MiB lower file, cold (drop_caches) and warm (MiB/s).
   copyup     the first append (100 bytes) to a lower file of 1, 16, 256 MiB: open+write+close (ms).
@@ -337,8 +338,8 @@ class Harness:
         self.tools = {}
         self.skipped = {}  # system -> reason (whole system unavailable)
         self.notes = []
-        self.results = {"lookup": [], "firststat": [], "readdir": [], "read": [], "copyup": [],
-                        "node": []}
+        self.results = {"lookup": [], "firststat": [], "firststat_cold": [], "readdir": [],
+                        "read": [], "copyup": [], "node": []}
         self.counter = 0
         self.phase_times = {}
 
@@ -643,6 +644,43 @@ class Harness:
                     log(f"  spread {mode:8} {system:14} rep {rep}: first stat "
                         f"{o[0]['ns_per_op'] / 1e6:.3f} ms, readdir {rd[0]['ns'] / 1e6:.2f} / "
                         f"{rd[1]['ns'] / 1e6:.2f} ms ({rd[0]['entries']} entries)")
+            if pinned:
+                self.spread_cold(systems, bad, slow, depth, first, second, rest)
+
+    def spread_cold(self, systems, skip, slow, depth, first, second, rest):
+        """The same stats with the dentry and inode caches dropped after the mount (echo 2 >
+        drop_caches: as on a first start after boot, but with the page cache kept, so that no
+        disk read is timed). The warm-up above made the kernel's per-layer lookups of exactly
+        these names dentry-cache hits; here every system looks each layer up for real. Systems
+        too slow for repeated runs above are measured once."""
+        skip = set(skip)
+        for rep in range(self.prof["reps"]):
+            for system in systems:
+                if system in skip or (rep > 0 and system in slow):
+                    continue
+                try:
+                    if system == "native":
+                        self.drop_dentries()
+                        o = self.helper(["stat", "1", first, second, rest], True,
+                                        cwd=os.path.join(self.pool, "flat"))
+                    else:
+                        with self.mount(system, depth, True) as m:
+                            self.drop_dentries()
+                            o = self.helper(["stat", "1", first, second, rest], True, cwd=m.mnt)
+                except (MountError, CmdError, OSError) as e:
+                    skip.add(system)
+                    self.record_skip("firststat cold", "pinned", depth, system, str(e))
+                    continue
+                self.results["firststat_cold"].append(dict(
+                    mode="pinned", system=system, rep=rep, depth=depth,
+                    first_ms=o[0]["ns_per_op"] / 1e6, second_ms=o[1]["ns_per_op"] / 1e6,
+                    rest_ms=o[2]["ns_per_op"] / 1e6))
+                log(f"  spread cold     {system:14} rep {rep}: first stat "
+                    f"{o[0]['ns_per_op'] / 1e6:.3f} ms, second {o[1]['ns_per_op'] / 1e6:.3f} ms")
+
+    def drop_dentries(self):
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("2\n")
 
     def drop_caches(self):
         run(["sync"], timeout=300)
@@ -835,7 +873,9 @@ class Harness:
                                                       "cold_miss_p50_us", "mount_s", "prime_ms",
                                                       "unmount_s")
                         } | {"names": rows[0]["names"], "reps": len(rows)}
-        for ph, keys in (("firststat", ("first_ms", "second_ms", "rest_ms")), ("readdir", ("first_ms", "second_ms")),
+        for ph, keys in (("firststat", ("first_ms", "second_ms", "rest_ms")),
+                         ("firststat_cold", ("first_ms", "second_ms", "rest_ms")),
+                         ("readdir", ("first_ms", "second_ms")),
                          ("read", ("cold_mibs", "warm_mibs"))):
             S[ph] = {}
             for r in self.results[ph]:
@@ -938,6 +978,27 @@ class Harness:
                   f"{cell(f['rest_ms'], nf.get('rest_ms'), of_.get('rest_ms'))} | "
                   f"{cell(r['first_ms'], nr.get('first_ms'), or_.get('first_ms'))} | "
                   f"{cell(r['second_ms'], nr.get('second_ms'), or_.get('second_ms'))} |")
+            w("")
+        if S["firststat_cold"]:
+            w("## The same directory, dentry and inode caches dropped (pinned)")
+            w("")
+            w("As above, but `echo 2 > /proc/sys/vm/drop_caches` after the mount and before the "
+              "first stat: every layer's `r` and names are looked up for real, as on a first start "
+              "after boot (the page cache is kept, so no disk read is timed). Above, the warm-up "
+              "left the kernel's lookups of exactly these names in the dentry cache, ms.")
+            w("")
+            w("| system | runs | first stat | second stat | next 16 (mean) |")
+            w("|---|---:|---:|---:|---:|")
+            nf = S["firststat_cold"].get("pinned/native", {})
+            of_ = S["firststat_cold"].get("pinned/kernel-ovl", {})
+            for system in SPREAD_SYSTEMS:
+                f = S["firststat_cold"].get(f"pinned/{system}")
+                if not f:
+                    continue
+                w(f"| {system} | {f['reps']} | "
+                  f"{cell(f['first_ms'], nf.get('first_ms'), of_.get('first_ms'))} | "
+                  f"{cell(f['second_ms'], nf.get('second_ms'), of_.get('second_ms'))} | "
+                  f"{cell(f['rest_ms'], nf.get('rest_ms'), of_.get('rest_ms'))} |")
             w("")
         for mode in self.modes_other:
             if not any(k.startswith(mode + "/") for k in S["read"]) and \
