@@ -32,7 +32,7 @@ std::shared_ptr<Inode>& InodeKeyMap::operator[](const InodeKey& key) {
   return slots_[i].inode;
 }
 
-void InodeKeyMap::erase(const InodeKey& key) {
+void InodeKeyMap::erase(InodeKey key) {
   size_t i = slot_of(key);
   if (!slots_[i].inode) return;
   --size_;

@@ -139,8 +139,8 @@ class InodeKeyMap {
   [[nodiscard]] const std::shared_ptr<Inode>* find(const InodeKey& key) const;
   /// The entry for `key`, inserted empty (null) if it was not there.
   std::shared_ptr<Inode>& operator[](const InodeKey& key);
-  /// Removes `key` if it is there.
-  void erase(const InodeKey& key);
+  /// Removes `key` if it is there. By value: erasing may destroy the inode that holds it.
+  void erase(InodeKey key);
   [[nodiscard]] size_t size() const { return size_; }
   static constexpr size_t kMinSlots = 1024;  ///< slots of a new map
 

@@ -116,10 +116,14 @@ Result<std::shared_ptr<const DirIndex>> UnionFs::index_of(Inode& dir, const Shar
   // Built with no lock held: a second builder racing this one only wastes its work. A small
   // directory's build is as quick as a lookup (a getdents reads ~1,000 entries at a time).
   if (max_entries > kQuickIndexEntries) about_to_block();
-  UNIONFS_ASSIGN_OR_RETURN(
-      std::shared_ptr<const DirIndex> index,
+  auto built =
       DirIndex::build(fmt_, DirParts(parts.begin() + static_cast<ptrdiff_t>(first_lower), parts.end()),
-                      max_entries));
+                      max_entries);
+  // A lookup builds the index only because it may pay off: if reading fails (EMFILE, EIO...),
+  // probing the layers still answers it. A listing needs the entries and reports the error.
+  if (!built) return build ? Result<std::shared_ptr<const DirIndex>>(Errno{built.error()})
+                           : std::shared_ptr<const DirIndex>();
+  std::shared_ptr<const DirIndex> index = std::move(*built);
   if (!index) return index;  // a huge instance: probe directly this time
   dir.set_index(index);
   return dir.index();

@@ -62,8 +62,13 @@ class Loop {
       threads_ = 1;
       // One follower waits from the start: the first hand-over (a deep directory's first use,
       // the first write) then wakes it instead of creating a thread, which took 0.2-0.35 ms
-      // of that request here (measured pinned, first stat into a 256-layer directory).
-      if (max_threads_ > 1 && max_idle_ != 0) start_follower();
+      // of that request here (measured pinned, first stat into a 256-layer directory). It is
+      // started with SIGINT, SIGTERM and SIGHUP blocked, as every follower: only the reading
+      // thread takes them.
+      if (max_threads_ > 1 && max_idle_ != 0) {
+        take_signals(false);
+        start_follower();
+      }
     }
     work(true);
     // The others end once they see exit_ (those busy with a request finish it first); they are

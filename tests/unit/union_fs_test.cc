@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/fs.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -666,6 +667,47 @@ TEST_CASE("a directory with one lower instance is indexed once its lookups would
   CHECK(big.index()->size() == 2000u);
   CHECK(u.attr("big/f1999").st_size == 0);
   CHECK_LOWERS_UNCHANGED(u);
+}
+
+TEST_CASE("a lookup whose index build fails answers by probing", "[union][index]") {
+  Union u(2);
+  for (int i = 0; i < 40; ++i) u.b.file(0, "small/f" + std::to_string(i), "s");
+  u.start(kPriv);
+  Inode& small = u.at("small");
+  for (uint32_t i = 1; i < UnionFs::kSingleIndexAfterLookups; ++i) {
+    CHECK(u.lookup_error("small/none" + std::to_string(i)) == ENOENT);
+  }
+  // The next lookup would read the directory, which needs a descriptor: with none left
+  // (EMFILE), the lookup still answers, by probing, and the index is built later.
+  struct rlimit saved{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved) == 0);
+  int highest = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    highest = std::max(highest, std::stoi(e.path().filename().string()));
+  }
+  struct Restore {
+    rlimit r;
+    ~Restore() { ::setrlimit(RLIMIT_NOFILE, &r); }
+  } restore{saved};
+  struct rlimit low = saved;
+  low.rlim_cur = static_cast<rlim_t>(highest) + 1;
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+  std::vector<UniqueFd> filler;  // takes the free numbers below the limit
+  for (int fd; (fd = ::dup(0)) >= 0;) filler.emplace_back(fd);
+  REQUIRE(errno == EMFILE);
+  auto hit = u.fs->lookup(small, "f7");
+  auto miss = u.fs->lookup(small, "none");
+  filler.clear();
+  ::setrlimit(RLIMIT_NOFILE, &saved);
+  REQUIRE(hit.ok());
+  CHECK(hit->attr.st_size == 1);
+  u.fs->forget(*hit->inode, 1);
+  CHECK_FALSE(miss.ok());
+  CHECK(miss.error() == ENOENT);
+  CHECK(small.index() == nullptr);
+  // Tried again after twice the lookups (the 8th), as after a read given up on.
+  for (int i = 10; i < 13; ++i) CHECK(u.read("small/f" + std::to_string(i)) == "s");
+  CHECK(small.index() != nullptr);
 }
 
 TEST_CASE("a lower file holds no descriptor until an operation needs one", "[union][lookup]") {
