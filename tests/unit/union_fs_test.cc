@@ -670,6 +670,13 @@ TEST_CASE("a directory with one lower instance is indexed once its lookups would
 }
 
 TEST_CASE("a lookup whose index build fails answers by probing", "[union][index]") {
+#if defined(__SANITIZE_ADDRESS__)
+  // The sanitizers' runtime needs descriptors of its own (UBSan checks with a pipe that the
+  // memory it reports on is readable): with none left it reports errors that are not there.
+  // The build without sanitizers runs this test.
+  WARN("skipped under the sanitizers: the test uses up every file descriptor");
+  return;
+#endif
   Union u(2);
   for (int i = 0; i < 40; ++i) u.b.file(0, "small/f" + std::to_string(i), "s");
   u.start(kPriv);
