@@ -309,6 +309,12 @@ def cell(v, nat, ovl, higher_better=False):
     return f"{fmt(v)} ({rn} / {ro})"
 
 
+def stat_cells(f, nat, ovl):
+    """The first, second and next-16 stat cells of a firststat summary, with their ratios."""
+    return " | ".join(cell(f[k], nat.get(k), ovl.get(k)) for k in ("first_ms", "second_ms",
+                                                                     "rest_ms"))
+
+
 # ------------------------------------------------------------------------------------------------
 # The harness
 
@@ -973,9 +979,7 @@ class Harness:
                 r = S["readdir"].get(f"{mode}/{system}")
                 if not f:
                     continue
-                w(f"| {system} | {f['reps']} | {cell(f['first_ms'], nf.get('first_ms'), of_.get('first_ms'))} | "
-                  f"{cell(f['second_ms'], nf.get('second_ms'), of_.get('second_ms'))} | "
-                  f"{cell(f['rest_ms'], nf.get('rest_ms'), of_.get('rest_ms'))} | "
+                w(f"| {system} | {f['reps']} | {stat_cells(f, nf, of_)} | "
                   f"{cell(r['first_ms'], nr.get('first_ms'), or_.get('first_ms'))} | "
                   f"{cell(r['second_ms'], nr.get('second_ms'), or_.get('second_ms'))} |")
             w("")
@@ -995,10 +999,7 @@ class Harness:
                 f = S["firststat_cold"].get(f"pinned/{system}")
                 if not f:
                     continue
-                w(f"| {system} | {f['reps']} | "
-                  f"{cell(f['first_ms'], nf.get('first_ms'), of_.get('first_ms'))} | "
-                  f"{cell(f['second_ms'], nf.get('second_ms'), of_.get('second_ms'))} | "
-                  f"{cell(f['rest_ms'], nf.get('rest_ms'), of_.get('rest_ms'))} |")
+                w(f"| {system} | {f['reps']} | {stat_cells(f, nf, of_)} |")
             w("")
         for mode in self.modes_other:
             if not any(k.startswith(mode + "/") for k in S["read"]) and \
