@@ -256,13 +256,22 @@ Result<struct stat> UnionFs::setattr(Inode& inode, const SetAttr& a, int fd) {
   return stat_of(inode.state(), inode);
 }
 
-Result<UniqueFd> UnionFs::open(Inode& inode, int flags) {
+Result<UniqueFd> UnionFs::open(Inode& inode, int flags, bool* in_lower) {
   if (inode.is_dir) return Errno{EISDIR};
   const bool writes = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
   // O_TRUNC empties the file anyway: copying its data up first would be wasted work.
   if (writes) UNIONFS_TRY(copy_up(inode, !(flags & O_TRUNC)));
   UNIONFS_ASSIGN_OR_RETURN(SharedFd fd, object_fd(inode));
+  if (in_lower) {
+    // A copy-up replaces fd and layer together: another fd now means that ours was the lower.
+    const Inode::State s = inode.state();
+    *in_lower = s.fd != fd || !stack_.is_upper(s.layer);
+  }
   return sys::reopen(fd->get(), flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW));
+}
+
+bool UnionFs::in_lower(const Inode& inode) const {
+  return !inode.is_dir && !stack_.is_upper(inode.state().layer);
 }
 
 Result<struct statvfs> UnionFs::statfs() {

@@ -102,8 +102,11 @@ class UnionFs {
   /// Copies up first. `fd` is an open file of the inode or -1. EROFS, EPERM, EINVAL...
   Result<struct stat> setattr(Inode& inode, const SetAttr& attr, int fd);
   Result<std::string> readlink(Inode& inode);
-  /// Opens for I/O; any write access (or O_TRUNC) copies up first.
-  Result<UniqueFd> open(Inode& inode, int flags);
+  /// Opens for I/O; any write access (or O_TRUNC) copies up first. `in_lower`, if given, is
+  /// set to whether the file opened is in a lower layer.
+  Result<UniqueFd> open(Inode& inode, int flags, bool* in_lower = nullptr);
+  /// Whether a non-directory's data are in a lower layer now (not copied up).
+  [[nodiscard]] bool in_lower(const Inode& inode) const;
   Result<struct statvfs> statfs();
   /// Directory fsync: the upper instance, if there is one.
   Status fsyncdir(Inode& inode, bool datasync);
@@ -111,10 +114,12 @@ class UnionFs {
   // --- dir_ops.cc ---
   struct Created {
     Entry entry;
-    UniqueFd fd;
+    UniqueFd fd;  ///< empty if the name existed and `open_existing` was false
   };
+  /// Creates and opens a file; an existing name (without O_EXCL) is opened, or with
+  /// `open_existing` false only looked up, for the caller to open.
   Result<Created> create(Inode& parent, std::string_view name, mode_t mode, int flags,
-                         const Caller& who);
+                         const Caller& who, bool open_existing = true);
   Result<Entry> mknod(Inode& parent, std::string_view name, mode_t mode, dev_t rdev,
                       const Caller& who);
   Result<Entry> mkdir(Inode& parent, std::string_view name, mode_t mode, const Caller& who);

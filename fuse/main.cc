@@ -7,6 +7,7 @@
 #include <sys/mount.h>
 #include <fuse_lowlevel.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -53,6 +54,10 @@ constexpr const char* kUsage =
     "                      root and OCI's otherwise; overlay: kernel format only (\".wh.\" names\n"
     "                      are plain files); oci: write \".wh.\" files\n"
     "  -o timeout=SECONDS  how long the kernel caches entries and attributes (default 86400)\n"
+    "  -o passthrough      the kernel reads and writes open files' data in the layers itself\n"
+    "                      (FUSE passthrough: Linux 6.9+, as root); while a lower file is\n"
+    "                      open for reading, opening it for writing or truncating it fails\n"
+    "                      with ETXTBSY\n"
     "  -o threads=N        at most N worker threads (default 16; 1 = -s)\n"
     "  -o idle_threads=N   keep at most N idle workers (default: no limit)\n"
     "  -v, --volume HOST_DIR:PATH, -o volume=HOST_DIR:PATH\n"
@@ -78,6 +83,7 @@ struct Cli {
   bool debug = false;
   bool single_thread = false;
   bool read_only = false;
+  bool passthrough = false;
   WhiteoutMode whiteout = WhiteoutMode::kAuto;
   double timeout = 86400.0;
   unsigned max_threads = 16;
@@ -144,6 +150,8 @@ void parse_option(Cli& cli, const std::string& opt) {
     cli.fuse_opts.push_back("ro");
   } else if (opt == "rw") {
     cli.read_only = false;
+  } else if (opt == "passthrough") {
+    cli.passthrough = true;
   } else if (opt.starts_with("whiteout=")) {
     std::string v = opt.substr(9);
     if (v == "auto") cli.whiteout = WhiteoutMode::kAuto;
@@ -278,6 +286,21 @@ uint32_t read_overflow_id(const char* path) {
   return id;
 }
 
+// -o passthrough needs the kernel's consent, which only root gets, and layers whose files can
+// back a FUSE file: not stacked filesystems (the mount then stays usable as an overlayfs layer).
+void check_passthrough(const LayerStack& stack) {
+  constexpr long kOverlayfs = 0x794c7630, kEcryptfs = 0xf15f;
+  for (size_t i = 0; i < stack.size(); ++i) {
+    struct statfs sf{};
+    if (::fstatfs(stack.layer(i).root.get(), &sf) != 0) continue;
+    if (sf.f_type == kOverlayfs || sf.f_type == kEcryptfs) {
+      throw SetupError("-o passthrough: layer '" + stack.layer(i).path +
+                       "' is on a stacked filesystem (overlayfs, ecryptfs), whose files cannot "
+                       "back FUSE passthrough");
+    }
+  }
+}
+
 // Runs the session loop until it is unmounted or told to exit.
 int loop(fuse_session* se, const Cli& cli) {
   if (cli.single_thread || cli.max_threads == 1) return fuse_session_loop(se);
@@ -387,7 +410,11 @@ int run(int argc, char** argv) {
 
   Cli cli = parse(argc, argv);
   const bool root = ::geteuid() == 0;
+  if (cli.passthrough && !root) {
+    throw SetupError("-o passthrough needs root (the kernel's backing files need CAP_SYS_ADMIN)");
+  }
   LayerStack stack = LayerStack::open(cli.layers, cli.read_only);
+  if (cli.passthrough) check_passthrough(stack);
   check_mountpoint(cli.mountpoint);
   UniqueFd workdir;
   if (!cli.workdir.empty()) {
@@ -403,6 +430,7 @@ int run(int argc, char** argv) {
   cli.ids.overflow_uid = read_overflow_id("/proc/sys/kernel/overflowuid");
   cli.ids.overflow_gid = read_overflow_id("/proc/sys/kernel/overflowgid");
   Daemon daemon{&fs, cli.timeout, cli.ids};
+  Passthrough passthrough;
 
   std::vector<std::string> args = {"unionfs-cpp"};
   std::string o = "fsname=unionfs-cpp,subtype=unionfs-cpp,default_permissions";
@@ -433,6 +461,16 @@ int run(int argc, char** argv) {
     if (cli.volumes.empty()) fuse_remove_signal_handlers(se);
     fuse_session_destroy(se);
     throw SetupError("could not mount on '" + cli.mountpoint + "'");
+  }
+  if (cli.passthrough) {
+    // Active once the kernel agrees at INIT; without its consent opens go through the daemon.
+    if (const int rc = passthrough.install(se); rc != 0) {
+      fuse_session_unmount(se);
+      if (cli.volumes.empty()) fuse_remove_signal_handlers(se);
+      fuse_session_destroy(se);
+      throw SetupError(std::string("-o passthrough: ") + std::strerror(-rc));
+    }
+    daemon.passthrough = &passthrough;
   }
   if (!cli.volumes.empty()) {
     // stderr stays open in the child until the report is sent; the parent prints it.

@@ -7,6 +7,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/fuse.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -22,6 +23,8 @@ namespace {
 
 struct FileHandle {
   UniqueFd fd;
+  const Inode* counted = nullptr;  ///< -o passthrough: the inode whose open this is counted in
+  bool passthrough = false;        ///< ... as a passthrough open (else a cached one)
 };
 struct DirHandle {
   std::vector<DirEntry> entries;  // "." and ".." first
@@ -29,6 +32,11 @@ struct DirHandle {
 
 Daemon& daemon_of(fuse_req_t req) { return *static_cast<Daemon*>(fuse_req_userdata(req)); }
 UnionFs& fs_of(fuse_req_t req) { return *daemon_of(req).fs; }
+// -o passthrough, once the kernel has agreed to it.
+Passthrough* passthrough_of(fuse_req_t req) {
+  Passthrough* pt = daemon_of(req).passthrough;
+  return pt && pt->active() ? pt : nullptr;
+}
 
 Inode& node(fuse_req_t req, fuse_ino_t ino) {
   if (ino == FUSE_ROOT_ID) return fs_of(req).root();
@@ -157,6 +165,16 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
     SetAttr a = to_set_attr(req, attr, to_set);
     int fd = fi ? file(fi).fd.get() : -1;
     Inode& inode = node(req, ino);
+    // -o passthrough: readers of the lower file would not see a truncate (it copies up).
+    Passthrough* pt = a.set_size ? passthrough_of(req) : nullptr;
+    if (pt && !pt->begin_change(inode)) return (void)fuse_reply_err(req, ETXTBSY);
+    struct Change {
+      Passthrough* pt;
+      const Inode& inode;
+      ~Change() {
+        if (pt) pt->end_change(inode);
+      }
+    } change{pt, inode};
     if (ids_of(req).squashes() && (a.set_uid || a.set_gid)) {
       // Squashed owners do not follow a chown, so, like fuse-overlayfs, its failure is no error.
       SetAttr own{.set_uid = a.set_uid, .set_gid = a.set_gid, .uid = a.uid, .gid = a.gid};
@@ -209,29 +227,115 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t n
   });
 }
 
+// Undoes an open: at its release, or when the kernel did not take the reply (it then sends no
+// release).
+void drop_handle(fuse_req_t req, FileHandle* h) {
+  if (h->counted) daemon_of(req).passthrough->release(*h->counted, h->passthrough);
+  delete h;
+}
+
+// The handle and fuse_open_out of an open counted by Passthrough.
+FileHandle* handle_of(Passthrough::Opened&& o, fuse_open_out& out) {
+  auto* h = new FileHandle{std::move(o.fd), o.counted, o.passthrough};
+  out = fuse_open_out{};
+  out.fh = reinterpret_cast<uint64_t>(h);
+  out.open_flags = o.open_flags;
+  out.padding = static_cast<uint32_t>(o.backing_id);  // backing_id (7.40)
+  return h;
+}
+
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   guard(req, [&] {
-    auto fd = fs_of(req).open(node(req, ino), fi->flags);
+    Inode& inode = node(req, ino);
+    if (Passthrough* pt = passthrough_of(req)) {
+      auto o = pt->open(fs_of(req), inode, fi->flags);
+      if (!o) return (void)fuse_reply_err(req, o.error());
+      fuse_open_out out;
+      FileHandle* h = handle_of(std::move(*o), out);
+      const iovec iov{&out, sizeof(out)};
+      if (fuse_reply_iov(req, &iov, 1) < 0) drop_handle(req, h);
+      return;
+    }
+    auto fd = fs_of(req).open(inode, fi->flags);
     if (!fd) return (void)fuse_reply_err(req, fd.error());
     auto* h = new FileHandle{std::move(*fd)};
     fi->fh = reinterpret_cast<uint64_t>(h);
     // Every change to a file goes through this mount (lower layers never change, the upper
     // only through us, write-through), so cached pages stay valid across opens.
     fi->keep_cache = 1;
-    if (fuse_reply_open(req, fi) == -ENOENT) delete h;
+    if (fuse_reply_open(req, fi) < 0) delete h;
   });
+}
+
+// libfuse's convert_stat and calc_timeout_*, for the create reply built here.
+uint64_t timeout_sec(double t) {
+  if (t <= 0) return 0;
+  if (t >= 1.8e19) return UINT64_MAX;
+  return static_cast<uint64_t>(t);
+}
+uint32_t timeout_nsec(double t) {
+  if (t <= 0 || t >= 1.8e19) return 0;
+  const double f = t - static_cast<double>(timeout_sec(t));
+  return f >= 0.999999999 ? 999999999u : static_cast<uint32_t>(f * 1.0e9);
+}
+fuse_entry_out entry_out(const fuse_entry_param& p) {
+  fuse_entry_out e{};
+  e.nodeid = p.ino;
+  e.generation = p.generation;
+  e.entry_valid = timeout_sec(p.entry_timeout);
+  e.entry_valid_nsec = timeout_nsec(p.entry_timeout);
+  e.attr_valid = timeout_sec(p.attr_timeout);
+  e.attr_valid_nsec = timeout_nsec(p.attr_timeout);
+  const struct stat& st = p.attr;
+  fuse_attr& a = e.attr;
+  a.ino = st.st_ino;
+  a.mode = st.st_mode;
+  a.nlink = static_cast<uint32_t>(st.st_nlink);
+  a.uid = st.st_uid;
+  a.gid = st.st_gid;
+  a.rdev = static_cast<uint32_t>(st.st_rdev);
+  a.size = static_cast<uint64_t>(st.st_size);
+  a.blksize = static_cast<uint32_t>(st.st_blksize);
+  a.blocks = static_cast<uint64_t>(st.st_blocks);
+  a.atime = static_cast<uint64_t>(st.st_atim.tv_sec);
+  a.mtime = static_cast<uint64_t>(st.st_mtim.tv_sec);
+  a.ctime = static_cast<uint64_t>(st.st_ctim.tv_sec);
+  a.atimensec = static_cast<uint32_t>(st.st_atim.tv_nsec);
+  a.mtimensec = static_cast<uint32_t>(st.st_mtim.tv_nsec);
+  a.ctimensec = static_cast<uint32_t>(st.st_ctim.tv_nsec);
+  return e;
 }
 
 void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
   guard(req, [&] {
-    auto c = fs_of(req).create(node(req, parent), name, mode, fi->flags, caller(req));
+    Passthrough* pt = passthrough_of(req);
+    // With passthrough an existing name is opened as op_open does (its copy-up reserved).
+    auto c = fs_of(req).create(node(req, parent), name, mode, fi->flags, caller(req), !pt);
     if (!c) return (void)fuse_reply_err(req, c.error());
-    auto* h = new FileHandle{std::move(c->fd)};
-    fi->fh = reinterpret_cast<uint64_t>(h);
+    Inode& inode = *c->entry.inode;
     fuse_entry_param p = entry_param(req, c->entry);
-    if (fuse_reply_create(req, &p, fi) == -ENOENT) {
-      delete h;
-      fs_of(req).forget(*c->entry.inode, 1);
+    FileHandle* h;
+    int sent;
+    if (pt) {
+      auto o = c->fd ? pt->adopt_created(inode, std::move(c->fd), fi->flags)
+                     : pt->open(fs_of(req), inode, fi->flags);
+      if (!o) {
+        fs_of(req).forget(inode, 1);
+        return (void)fuse_reply_err(req, o.error());
+      }
+      fuse_open_out out;
+      h = handle_of(std::move(*o), out);
+      fuse_entry_out e = entry_out(p);
+      const iovec iov[2] = {{&e, sizeof(e)}, {&out, sizeof(out)}};
+      sent = fuse_reply_iov(req, iov, 2);
+    } else {
+      h = new FileHandle{std::move(c->fd)};
+      fi->fh = reinterpret_cast<uint64_t>(h);
+      sent = fuse_reply_create(req, &p, fi);
+    }
+    if (sent < 0) {
+      drop_handle(req, h);
+      fs_of(req).forget(inode, 1);
     }
   });
 }
@@ -265,7 +369,7 @@ void op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
 }
 
 void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  delete &file(fi);
+  drop_handle(req, &file(fi));
   fuse_reply_err(req, 0);
 }
 

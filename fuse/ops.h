@@ -6,6 +6,7 @@
 
 #include "core/id_map.h"
 #include "core/union_fs.h"
+#include "fuse/passthrough.h"
 
 namespace unionfs::fuse {
 
@@ -13,6 +14,7 @@ struct Daemon {
   UnionFs* fs = nullptr;
   double timeout = 86400.0;  ///< entry and attribute cache time, seconds
   IdMap ids;                 ///< owners shown and stored (uidmapping=, squash_to_*...)
+  Passthrough* passthrough = nullptr;  ///< -o passthrough (active once the kernel agreed)
 };
 
 /// Fills the operation table.

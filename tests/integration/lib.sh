@@ -52,7 +52,7 @@ mounts_under() { # DIR: print mount points at or below DIR
 
 _unmount_one() { # MNT: polite unmount, then lazy; returns 0 if it is gone
   local mnt=$1
-  if [[ $UNIONFS_IMPL == kernel ]]; then
+  if [[ $UNIONFS_IMPL == kernel || $(awk -v m="$mnt" '$2 == m { t = $3 } END { print t }' /proc/mounts) != fuse* ]]; then
     timeout "$UMOUNT_TIMEOUT" umount "$mnt" 2>/dev/null || timeout "$UMOUNT_TIMEOUT" umount -l "$mnt" || true
   else
     timeout "$UMOUNT_TIMEOUT" fusermount3 -u "$mnt" 2>/dev/null \
