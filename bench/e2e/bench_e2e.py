@@ -59,7 +59,8 @@ FUSE_SYSTEMS = ["fuse-overlayfs", "unionfs-fuse", "unionfs-cpp"]
 UNIONFS_CPP_OVL = "unionfs-cpp -o whiteout=overlay"
 SPREAD_SYSTEMS = SYSTEMS + [UNIONFS_CPP_OVL]
 # unionfs-cpp with FUSE passthrough (root, Linux 6.9+): the kernel does the file I/O in the
-# layers itself. Measured in the data-path phases (read, copy-up) only: lookups do not change.
+# layers itself. Measured where files are opened and read (read, copy-up, Node.js): lookups do
+# not change.
 UNIONFS_CPP_PT = "unionfs-cpp -o passthrough"
 DATA_SYSTEMS = SYSTEMS + [UNIONFS_CPP_PT]
 KERNEL_MAX_LOWER = 500  # OVL_MAX_STACK in fs/overlayfs/params.h
@@ -701,7 +702,7 @@ class Harness:
             f.write("3\n")
 
     def data_systems(self):
-        """The systems of the data-path phases: with unionfs-cpp -o passthrough as root."""
+        """The systems of the phases that open and read files: with -o passthrough as root."""
         systems = self.systems()
         if "unionfs-cpp" in systems and os.geteuid() == 0:
             systems.append(UNIONFS_CPP_PT)
@@ -848,7 +849,7 @@ class Harness:
                 pinned = mode == "pinned"
                 bad = set()
                 for rep in range(self.prof["node_runs"]):
-                    for system in self.systems():
+                    for system in self.data_systems():
                         if system in bad:
                             continue
                         cmd = (["taskset", "-c", "0"] if pinned else []) + [node, "-e", script]
@@ -1057,7 +1058,7 @@ class Harness:
                 for depth in self.prof["node_depths"]:
                     nn = S["node"].get(f"{mode}/{depth}/native", {})
                     no = S["node"].get(f"{mode}/{depth}/kernel-ovl", {})
-                    for system in SYSTEMS:
+                    for system in DATA_SYSTEMS:
                         v = S["node"].get(f"{mode}/{depth}/{system}")
                         if v:
                             w(f"| {depth} | {system} | "
