@@ -68,6 +68,11 @@ class Inode : public std::enable_shared_from_this<Inode> {
     std::lock_guard lock(mu_);
     return state_;
   }
+  /// state().layer without the copy.
+  [[nodiscard]] size_t layer() const {
+    std::lock_guard lock(mu_);
+    return state_.layer;
+  }
   void set_state(State s) {
     std::lock_guard lock(mu_);
     state_ = std::move(s);

@@ -271,7 +271,7 @@ Result<UniqueFd> UnionFs::open(Inode& inode, int flags, bool* in_lower) {
 }
 
 bool UnionFs::in_lower(const Inode& inode) const {
-  return !inode.is_dir && !stack_.is_upper(inode.state().layer);
+  return !inode.is_dir && !stack_.is_upper(inode.layer());
 }
 
 Result<struct statvfs> UnionFs::statfs() {

@@ -21,8 +21,30 @@
 namespace unionfs::fuse {
 namespace {
 
+// An open file. One opened for reading from a lower layer follows the file's copy-up, as in
+// overlayfs (ovl_real_fdget): its reads then come from the copy, and so do the pages they put in
+// the kernel's cache, which later opens share.
 struct FileHandle {
-  UniqueFd fd;
+  FileHandle(UniqueFd f, Inode* lower_of, int flags)
+      : fd(std::make_shared<const UniqueFd>(std::move(f))), follow(lower_of), flags(flags) {}
+  /// The file to read: the copy, once the inode has been copied up since the open.
+  SharedFd current(UnionFs& fs) {
+    if (!follow.load(std::memory_order_acquire)) return fd;
+    std::lock_guard lock(mu);
+    Inode* inode = follow.load(std::memory_order_relaxed);
+    if (inode && !fs.in_lower(*inode)) {
+      auto copy = fs.open(*inode, flags & ~(O_TRUNC | O_CREAT | O_EXCL));
+      if (copy) {
+        fd = std::make_shared<const UniqueFd>(std::move(*copy));
+        follow.store(nullptr, std::memory_order_release);
+      }
+    }
+    return fd;
+  }
+  SharedFd fd;  ///< replaced (under mu, then follow cleared) only while follow is set
+  std::atomic<Inode*> follow;
+  const int flags;
+  std::mutex mu;
   const Inode* counted = nullptr;  ///< -o passthrough: the inode whose open this is counted in
   bool passthrough = false;        ///< ... as a passthrough open (else a cached one)
 };
@@ -163,7 +185,8 @@ SetAttr to_set_attr(fuse_req_t req, const struct stat* attr, int to_set) {
 void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
   guard(req, [&] {
     SetAttr a = to_set_attr(req, attr, to_set);
-    int fd = fi ? file(fi).fd.get() : -1;
+    const SharedFd open_fd = fi ? file(fi).current(fs_of(req)) : nullptr;
+    const int fd = open_fd ? open_fd->get() : -1;
     Inode& inode = node(req, ino);
     // -o passthrough: readers of the lower file would not see a truncate (it copies up).
     Passthrough* pt = a.set_size ? passthrough_of(req) : nullptr;
@@ -235,8 +258,11 @@ void drop_handle(fuse_req_t req, FileHandle* h) {
 }
 
 // The handle and fuse_open_out of an open counted by Passthrough.
-FileHandle* handle_of(Passthrough::Opened&& o, fuse_open_out& out) {
-  auto* h = new FileHandle{std::move(o.fd), o.counted, o.passthrough};
+FileHandle* handle_of(Passthrough::Opened&& o, Inode& inode, int flags, fuse_open_out& out) {
+  // A passthrough reader of a lower file pins it: nothing to follow (see passthrough.h).
+  auto* h = new FileHandle(std::move(o.fd), o.in_lower && !o.passthrough ? &inode : nullptr, flags);
+  h->counted = o.counted;
+  h->passthrough = o.passthrough;
   out = fuse_open_out{};
   out.fh = reinterpret_cast<uint64_t>(h);
   out.open_flags = o.open_flags;
@@ -251,14 +277,15 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       auto o = pt->open(fs_of(req), inode, fi->flags);
       if (!o) return (void)fuse_reply_err(req, o.error());
       fuse_open_out out;
-      FileHandle* h = handle_of(std::move(*o), out);
+      FileHandle* h = handle_of(std::move(*o), inode, fi->flags, out);
       const iovec iov{&out, sizeof(out)};
       if (fuse_reply_iov(req, &iov, 1) < 0) drop_handle(req, h);
       return;
     }
-    auto fd = fs_of(req).open(inode, fi->flags);
+    bool in_lower = false;
+    auto fd = fs_of(req).open(inode, fi->flags, &in_lower);
     if (!fd) return (void)fuse_reply_err(req, fd.error());
-    auto* h = new FileHandle{std::move(*fd)};
+    auto* h = new FileHandle(std::move(*fd), in_lower ? &inode : nullptr, fi->flags);
     fi->fh = reinterpret_cast<uint64_t>(h);
     // Every change to a file goes through this mount (lower layers never change, the upper
     // only through us, write-through), so cached pages stay valid across opens.
@@ -324,12 +351,14 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
         return (void)fuse_reply_err(req, o.error());
       }
       fuse_open_out out;
-      h = handle_of(std::move(*o), out);
+      h = handle_of(std::move(*o), inode, fi->flags, out);
       fuse_entry_out e = entry_out(p);
       const iovec iov[2] = {{&e, sizeof(e)}, {&out, sizeof(out)}};
       sent = fuse_reply_iov(req, iov, 2);
     } else {
-      h = new FileHandle{std::move(c->fd)};
+      // An existing name opened for reading may be a lower file.
+      const bool in_lower = fs_of(req).in_lower(inode);
+      h = new FileHandle(std::move(c->fd), in_lower ? &inode : nullptr, fi->flags);
       fi->fh = reinterpret_cast<uint64_t>(h);
       sent = fuse_reply_create(req, &p, fi);
     }
@@ -343,7 +372,8 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
 void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
   fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
   buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
-  buf.buf[0].fd = file(fi).fd.get();
+  const SharedFd fd = file(fi).current(fs_of(req));
+  buf.buf[0].fd = fd->get();
   buf.buf[0].pos = off;
   fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
 }
@@ -351,7 +381,8 @@ void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*
 void op_write_buf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
   fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
   out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
-  out.buf[0].fd = file(fi).fd.get();
+  const SharedFd fd = file(fi).current(fs_of(req));
+  out.buf[0].fd = fd->get();
   out.buf[0].pos = off;
   ssize_t n = fuse_buf_copy(&out, in, static_cast<fuse_buf_copy_flags>(0));
   if (n < 0) {
@@ -363,7 +394,7 @@ void op_write_buf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_f
 
 void op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   // Closing a duplicate reports delayed write errors, as close(2) would on a local file.
-  int dup_fd = ::dup(file(fi).fd.get());
+  int dup_fd = ::dup(file(fi).current(fs_of(req))->get());
   int err = (dup_fd < 0 || ::close(dup_fd) < 0) ? errno : 0;
   fuse_reply_err(req, err);
 }
@@ -374,7 +405,7 @@ void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
 }
 
 void op_fsync(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
-  reply_status(req, sys::fsync(file(fi).fd.get(), datasync != 0));
+  reply_status(req, sys::fsync(file(fi).current(fs_of(req))->get(), datasync != 0));
 }
 
 void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -503,11 +534,11 @@ void op_access(fuse_req_t req, fuse_ino_t ino, int mask) {
 }
 
 void op_fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t offset, off_t length, fuse_file_info* fi) {
-  reply_status(req, sys::fallocate(file(fi).fd.get(), mode, offset, length));
+  reply_status(req, sys::fallocate(file(fi).current(fs_of(req))->get(), mode, offset, length));
 }
 
 void op_lseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, fuse_file_info* fi) {
-  off_t r = ::lseek(file(fi).fd.get(), off, whence);
+  off_t r = ::lseek(file(fi).current(fs_of(req))->get(), off, whence);
   if (r < 0) {
     fuse_reply_err(req, errno);
   } else {

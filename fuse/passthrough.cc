@@ -169,6 +169,7 @@ Result<Passthrough::Opened> Passthrough::attach(const Inode& inode, State& st, U
                                                 bool writes, bool lower) {
   Opened o;
   o.counted = &inode;
+  o.in_lower = lower;
   if (st.cached > 0) {
     // The kernel's inode caches (its file could not back a FUSE file): this open must too.
     ++st.cached;

@@ -65,6 +65,7 @@ class Passthrough {
     int32_t backing_id = 0;
     const Inode* counted = nullptr;  ///< release(*counted, passthrough) when it closes
     bool passthrough = false;
+    bool in_lower = false;  ///< fd is the file's lower instance
   };
   /// Opens `inode` as UnionFs::open does (copying up for writing), for an open the kernel will
   /// count: ETXTBSY for a writer while a reader pins the lower file.

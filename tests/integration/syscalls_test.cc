@@ -1176,6 +1176,38 @@ void test_mmap() {
   munmap(q, 8192);
 }
 
+// A descriptor opened for reading before its file is copied up reads the copy from then on, as
+// overlayfs does (ovl_real_fdget): data read before and after, cached pages or not.
+void setup_read_after_copyup() {
+  std::string data(2 * kMiB, 'o');
+  data.replace(0, 5, "old-0");
+  data.replace(kMiB, 5, "old-1");
+  put(l1("read_after_copyup/f"), data);
+}
+void test_read_after_copyup() {
+  Fd r(open(mp("read_after_copyup/f").c_str(), O_RDONLY));
+  REQUIRE(r >= 0);
+  char buf[5];
+  CHECK_EQ(pread(r, buf, 5, 0), 5);
+  CHECK_EQ(std::string(buf, 5), std::string("old-0"));
+  if (passthrough_mode()) return;  // a writer waits for the reader (passthrough.sh)
+  {
+    Fd w(open(mp("read_after_copyup/f").c_str(), O_WRONLY));
+    REQUIRE(w >= 0);
+    CHECK_EQ(pwrite(w, "new-0", 5, 0), 5);
+    CHECK_EQ(pwrite(w, "new-1", 5, kMiB), 5);
+  }
+  // The kernel may drop the cached pages: ask for them again.
+  CHECK_OK(posix_fadvise(r, 0, 0, POSIX_FADV_DONTNEED));
+  CHECK_EQ(pread(r, buf, 5, kMiB), 5);
+  CHECK_EQ(std::string(buf, 5), std::string("new-1"));
+  CHECK_EQ(pread(r, buf, 5, 0), 5);
+  CHECK_EQ(std::string(buf, 5), std::string("new-0"));
+  // Nor do later opens see the lower data through the pages the old descriptor read.
+  CHECK_EQ(got(mp("read_after_copyup/f")).substr(kMiB, 5), std::string("new-1"));
+  CHECK_EQ(got(l1("read_after_copyup/f")).substr(0, 5), std::string("old-0"));
+}
+
 void setup_exec() {
   std::filesystem::copy_file("/bin/true", l1("exec/true"));
   chmod(l1("exec/true").c_str(), 0755);
@@ -1266,6 +1298,7 @@ const std::vector<Test>& all_tests() {
       {"access", setup_access, test_access},
       {"fallocate", setup_fallocate, test_fallocate},
       {"seek_hole", setup_seek_hole, test_seek_hole},
+      {"read_after_copyup", setup_read_after_copyup, test_read_after_copyup},
       {"statfs", nullptr, test_statfs},
       {"name_too_long", nullptr, test_name_too_long},
       {"ino_readdir", setup_ino_readdir, test_ino_readdir},
