@@ -65,11 +65,11 @@ void InodeTable::set_root(std::shared_ptr<Inode> root) {
 }
 
 std::shared_ptr<Inode> InodeTable::acquire(const InodeKey& key, Inode::State fresh,
-                                           uint64_t st_ino, bool is_dir) {
+                                           uint64_t st_ino, bool is_dir, size_t upper) {
   std::lock_guard lock(mu_);
   if (const std::shared_ptr<Inode>* held = map_.find(key); held && (*held)->is_dir == is_dir) {
     const std::shared_ptr<Inode>& inode = *held;
-    if (inode.get() != root_.get()) inode->set_state(std::move(fresh));
+    if (inode.get() != root_.get()) inode->refresh(std::move(fresh), upper);
     inode->nlookup.fetch_add(1);
     return inode;
   }

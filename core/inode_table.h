@@ -68,6 +68,22 @@ class Inode : public std::enable_shared_from_this<Inode> {
     std::lock_guard lock(mu_);
     return state_;
   }
+  /// Takes the state a lookup found: parent and name always; the object (fd, location, layer;
+  /// a directory's instances) unless the stored one is as good or newer. A lookup that found
+  /// the lower object before a concurrent copy-up was published must never move the inode
+  /// back down (its writers would then write the lower file), and a non-directory keeps the
+  /// descriptor it has in the same layer. `upper`: the upper layer's index (SIZE_MAX: none).
+  void refresh(State fresh, size_t upper) {
+    std::lock_guard lock(mu_);
+    const bool keep = (state_.layer == upper && fresh.layer != upper) ||
+                      (!is_dir && state_.layer == fresh.layer && (state_.fd || state_.at));
+    if (!keep) {
+      state_ = std::move(fresh);
+      return;
+    }
+    state_.parent = std::move(fresh.parent);
+    state_.name = std::move(fresh.name);
+  }
   /// state().layer without the copy.
   [[nodiscard]] size_t layer() const {
     std::lock_guard lock(mu_);
@@ -172,10 +188,11 @@ class InodeTable {
   [[nodiscard]] Inode& root() const { return *root_; }
 
   /// Finds the inode for `key` or inserts the one `make()` returns, and counts one lookup.
-  /// `fresh` (the state just looked up) replaces the stored state, so that it follows
-  /// changes made through other names. Takes mu_, then the inode's mu.
+  /// `fresh` (the state just looked up) refreshes the stored state (Inode::refresh, `upper`
+  /// the upper layer's index), so that it follows changes made through other names. Takes mu_,
+  /// then the inode's mu.
   std::shared_ptr<Inode> acquire(const InodeKey& key, Inode::State fresh, uint64_t st_ino,
-                                 bool is_dir);
+                                 bool is_dir, size_t upper = SIZE_MAX);
   /// The live inode for `key`, if the kernel holds one; the lookup count is not changed.
   std::shared_ptr<Inode> find(const InodeKey& key) const;
   /// Drops n lookups; erases the inode at zero unless it is the root.

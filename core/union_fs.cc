@@ -166,11 +166,14 @@ Result<Entry> UnionFs::lookup(Inode& parent, std::string_view name) {
   s.pending = std::move(f.pending);
   bool is_dir = f.is_dir();
   uint64_t ino = stack_.st_ino(key.dev, key.ino);
-  std::shared_ptr<Inode> inode = table_.acquire(key, s, ino, is_dir);
+  const size_t upper = stack_.has_upper() ? stack_.upper_index() : SIZE_MAX;
+  std::shared_ptr<Inode> inode = table_.acquire(key, s, ino, is_dir, upper);
   Entry e;
   e.inode = inode.get();
-  // A lower object cannot have changed since find() stat'ed it: no second fstat.
-  auto st = stat_of(s, *inode, stack_.is_upper(f.layer) ? nullptr : &f.st);
+  // A lower object cannot have changed since find() stat'ed it: no second fstat. Unless the
+  // inode was copied up meanwhile (it kept its upper state): then its copy is asked.
+  if (inode->layer() != f.layer) s = inode->state();
+  auto st = stat_of(s, *inode, stack_.is_upper(s.layer) ? nullptr : &f.st);
   if (!st) {
     table_.forget(*inode, 1);
     return Errno{st.error()};
@@ -259,15 +262,19 @@ Result<struct stat> UnionFs::setattr(Inode& inode, const SetAttr& a, int fd) {
 Result<UniqueFd> UnionFs::open(Inode& inode, int flags, bool* in_lower) {
   if (inode.is_dir) return Errno{EISDIR};
   const bool writes = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
-  // O_TRUNC empties the file anyway: copying its data up first would be wasted work.
-  if (writes) UNIONFS_TRY(copy_up(inode, !(flags & O_TRUNC)));
-  UNIONFS_ASSIGN_OR_RETURN(SharedFd fd, object_fd(inode));
-  if (in_lower) {
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    // O_TRUNC empties the file anyway: copying its data up first would be wasted work.
+    if (writes) UNIONFS_TRY(copy_up(inode, !(flags & O_TRUNC)));
+    UNIONFS_ASSIGN_OR_RETURN(SharedFd fd, object_fd(inode));
     // A copy-up replaces fd and layer together: another fd now means that ours was the lower.
     const Inode::State s = inode.state();
-    *in_lower = s.fd != fd || !stack_.is_upper(s.layer);
+    const bool lower = s.fd != fd || !stack_.is_upper(s.layer);
+    // Never open a lower file for writing, whatever raced with the copy-up: copy up again.
+    if (writes && lower) continue;
+    if (in_lower) *in_lower = lower;
+    return sys::reopen(fd->get(), flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW));
   }
-  return sys::reopen(fd->get(), flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW));
+  return Errno{EIO};
 }
 
 bool UnionFs::in_lower(const Inode& inode) const {

@@ -3,6 +3,7 @@
 #include "core/inode_table.h"
 
 #include <catch2/catch.hpp>
+#include <fcntl.h>
 #include <map>
 #include <memory>
 #include <random>
@@ -114,6 +115,44 @@ TEST_CASE("acquire replaces the stored state with the fresh one", "[inode]") {
   (void)t.acquire(InodeKey{1, 10}, s2, 10, false);
   CHECK(a->state().name == "second");
   CHECK(a->state().layer == 3u);
+}
+
+TEST_CASE("a lookup that raced a copy-up never moves the inode back to the lower layer",
+          "[inode]") {
+  // find() saw the lower file (layer 0) before a concurrent copy-up published the upper one
+  // (layer 2): the stale state must not replace it, or writers would write the lower file.
+  constexpr size_t kUpper = 2;
+  InodeTable t;
+  t.set_root(make_root());
+  Inode::State lower;
+  lower.name = std::string(1, 'f');
+  lower.layer = 0;
+  auto a = t.acquire(InodeKey{1, 10}, lower, 10, false, kUpper);
+  Inode::State copied = a->state();
+  copied.layer = kUpper;
+  copied.fd = std::make_shared<const UniqueFd>(::open("/", O_PATH | O_CLOEXEC));
+  a->set_state(copied);  // what copy-up publishes
+  Inode::State stale;
+  stale.name = std::string(1, 'g');  // reached by another name meanwhile
+  stale.layer = 0;
+  (void)t.acquire(InodeKey{1, 10}, stale, 10, false, kUpper);
+  CHECK(a->layer() == kUpper);
+  CHECK(a->state().fd == copied.fd);
+  CHECK(a->state().name == "g");
+  // A directory keeps its upper instance the same way.
+  Inode::State dir_lower;
+  dir_lower.layer = 1;
+  auto d = t.acquire(InodeKey{1, 20}, dir_lower, 20, true, kUpper);
+  Inode::State dir_up = dir_lower;
+  dir_up.layer = kUpper;
+  d->set_state(dir_up);
+  (void)t.acquire(InodeKey{1, 20}, dir_lower, 20, true, kUpper);
+  CHECK(d->layer() == kUpper);
+  // A non-directory keeps its descriptor in the same layer (no churn of O_PATH descriptors).
+  Inode::State other = copied;
+  other.fd = std::make_shared<const UniqueFd>(::open("/", O_PATH | O_CLOEXEC));
+  (void)t.acquire(InodeKey{1, 10}, other, 10, false, kUpper);
+  CHECK(a->state().fd == copied.fd);
 }
 
 TEST_CASE("the root is pinned", "[inode]") {
