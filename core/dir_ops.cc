@@ -76,14 +76,16 @@ Result<Entry> UnionFs::mkdir(Inode& parent, std::string_view name, mode_t mode, 
 }
 
 Result<UnionFs::Created> UnionFs::create(Inode& parent, std::string_view name, mode_t mode,
-                                         int flags, const Caller& who, bool open_existing) {
+                                         int flags, const Caller& who, bool open_existing,
+                                         bool* in_lower) {
+  if (in_lower) *in_lower = false;
   UNIONFS_TRY(check_new_name(name));
   UNIONFS_ASSIGN_OR_RETURN(Found f, find(parent, name));
   if (f.exists) {
     if (flags & O_EXCL) return Errno{EEXIST};
     UNIONFS_ASSIGN_OR_RETURN(Entry e, lookup(parent, name));
     if (!open_existing) return Created{e, UniqueFd{}};
-    auto fd = open(*e.inode, flags);
+    auto fd = open(*e.inode, flags, in_lower);
     if (!fd) {
       forget(*e.inode, 1);
       return Errno{fd.error()};

@@ -116,10 +116,10 @@ class UnionFs {
     Entry entry;
     UniqueFd fd;  ///< empty if the name existed and `open_existing` was false
   };
-  /// Creates and opens a file; an existing name (without O_EXCL) is opened, or with
-  /// `open_existing` false only looked up, for the caller to open.
+  /// Creates and opens a file; an existing name (without O_EXCL) is opened (`in_lower` as for
+  /// open), or with `open_existing` false only looked up, for the caller to open.
   Result<Created> create(Inode& parent, std::string_view name, mode_t mode, int flags,
-                         const Caller& who, bool open_existing = true);
+                         const Caller& who, bool open_existing = true, bool* in_lower = nullptr);
   Result<Entry> mknod(Inode& parent, std::string_view name, mode_t mode, dev_t rdev,
                       const Caller& who);
   Result<Entry> mkdir(Inode& parent, std::string_view name, mode_t mode, const Caller& who);

@@ -257,10 +257,17 @@ void drop_handle(fuse_req_t req, FileHandle* h) {
   delete h;
 }
 
-// The handle and fuse_open_out of an open counted by Passthrough.
-FileHandle* handle_of(Passthrough::Opened&& o, Inode& inode, int flags, fuse_open_out& out) {
-  // A passthrough reader of a lower file pins it: nothing to follow (see passthrough.h).
-  auto* h = new FileHandle(std::move(o.fd), o.in_lower && !o.passthrough ? &inode : nullptr, flags);
+// The handle and fuse_open_out of an open counted by Passthrough (given back if this throws).
+FileHandle* handle_of(fuse_req_t req, Passthrough::Opened&& o, Inode& inode, int flags,
+                      fuse_open_out& out) {
+  FileHandle* h;
+  try {
+    // A passthrough reader of a lower file pins it: nothing to follow (see passthrough.h).
+    h = new FileHandle(std::move(o.fd), o.in_lower && !o.passthrough ? &inode : nullptr, flags);
+  } catch (...) {
+    daemon_of(req).passthrough->release(inode, o.passthrough);
+    throw;
+  }
   h->counted = o.counted;
   h->passthrough = o.passthrough;
   out = fuse_open_out{};
@@ -270,6 +277,11 @@ FileHandle* handle_of(Passthrough::Opened&& o, Inode& inode, int flags, fuse_ope
   return h;
 }
 
+// A lower file's handle follows its copy-up, if there can be one.
+Inode* follow_of(fuse_req_t req, Inode& inode, bool in_lower) {
+  return in_lower && fs_of(req).stack().has_upper() ? &inode : nullptr;
+}
+
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   guard(req, [&] {
     Inode& inode = node(req, ino);
@@ -277,20 +289,22 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       auto o = pt->open(fs_of(req), inode, fi->flags);
       if (!o) return (void)fuse_reply_err(req, o.error());
       fuse_open_out out;
-      FileHandle* h = handle_of(std::move(*o), inode, fi->flags, out);
-      const iovec iov{&out, sizeof(out)};
-      if (fuse_reply_iov(req, &iov, 1) < 0) drop_handle(req, h);
+      FileHandle* h = handle_of(req, std::move(*o), inode, fi->flags, out);
+      // fuse_reply_buf sends from here (fuse_reply_iov allocates, and answers ENOMEM itself).
+      if (fuse_reply_buf(req, reinterpret_cast<const char*>(&out), sizeof(out)) != 0) {
+        drop_handle(req, h);
+      }
       return;
     }
     bool in_lower = false;
     auto fd = fs_of(req).open(inode, fi->flags, &in_lower);
     if (!fd) return (void)fuse_reply_err(req, fd.error());
-    auto* h = new FileHandle(std::move(*fd), in_lower ? &inode : nullptr, fi->flags);
+    auto* h = new FileHandle(std::move(*fd), follow_of(req, inode, in_lower), fi->flags);
     fi->fh = reinterpret_cast<uint64_t>(h);
     // Every change to a file goes through this mount (lower layers never change, the upper
     // only through us, write-through), so cached pages stay valid across opens.
     fi->keep_cache = 1;
-    if (fuse_reply_open(req, fi) < 0) delete h;
+    if (fuse_reply_open(req, fi) != 0) delete h;
   });
 }
 
@@ -337,7 +351,9 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   guard(req, [&] {
     Passthrough* pt = passthrough_of(req);
     // With passthrough an existing name is opened as op_open does (its copy-up reserved).
-    auto c = fs_of(req).create(node(req, parent), name, mode, fi->flags, caller(req), !pt);
+    bool in_lower = false;
+    auto c = fs_of(req).create(node(req, parent), name, mode, fi->flags, caller(req), !pt,
+                               &in_lower);
     if (!c) return (void)fuse_reply_err(req, c.error());
     Inode& inode = *c->entry.inode;
     fuse_entry_param p = entry_param(req, c->entry);
@@ -350,19 +366,20 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
         fs_of(req).forget(inode, 1);
         return (void)fuse_reply_err(req, o.error());
       }
-      fuse_open_out out;
-      h = handle_of(std::move(*o), inode, fi->flags, out);
-      fuse_entry_out e = entry_out(p);
-      const iovec iov[2] = {{&e, sizeof(e)}, {&out, sizeof(out)}};
-      sent = fuse_reply_iov(req, iov, 2);
+      struct {
+        fuse_entry_out entry;
+        fuse_open_out open;
+      } out;
+      static_assert(sizeof(out) == sizeof(fuse_entry_out) + sizeof(fuse_open_out));
+      h = handle_of(req, std::move(*o), inode, fi->flags, out.open);
+      out.entry = entry_out(p);
+      sent = fuse_reply_buf(req, reinterpret_cast<const char*>(&out), sizeof(out));
     } else {
-      // An existing name opened for reading may be a lower file.
-      const bool in_lower = fs_of(req).in_lower(inode);
-      h = new FileHandle(std::move(c->fd), in_lower ? &inode : nullptr, fi->flags);
+      h = new FileHandle(std::move(c->fd), follow_of(req, inode, in_lower), fi->flags);
       fi->fh = reinterpret_cast<uint64_t>(h);
       sent = fuse_reply_create(req, &p, fi);
     }
-    if (sent < 0) {
+    if (sent != 0) {
       drop_handle(req, h);
       fs_of(req).forget(inode, 1);
     }

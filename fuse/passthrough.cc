@@ -13,7 +13,6 @@
 #include <cstdio>
 #include <cstring>
 
-#include "core/blocking.h"
 
 namespace unionfs::fuse {
 namespace {
@@ -124,40 +123,54 @@ Result<Passthrough::Opened> Passthrough::open(UnionFs& fs, Inode& inode, int fla
   if (opens_for_writing(flags)) {
     // Reserved before the copy-up, which would be wasted (and, with O_TRUNC, empty the copy).
     if (!begin_change(inode)) return Errno{ETXTBSY};
-    auto fd = fs.open(inode, flags);
+    struct Change {
+      Passthrough* self;
+      const Inode& inode;
+      bool open = true;
+      ~Change() {
+        if (open) self->end_change(inode);
+      }
+    } change{this, inode};
+    bool in_lower = false;
+    auto fd = fs.open(inode, flags, &in_lower);
+    if (!fd) return Errno{fd.error()};
+    if (in_lower) return Errno{EIO};  // UnionFs::open never opens a lower file for writing
     std::lock_guard lock(mu_);
     State& st = states_[&inode];
     --st.changing;
-    changed_.notify_all();
-    if (!fd) {
-      erase_if_idle(inode);
-      return Errno{fd.error()};
-    }
+    change.open = false;
     return attach(inode, st, std::move(*fd), true, false);
   }
   for (;;) {
     bool in_lower = false;
     auto fd = fs.open(inode, flags, &in_lower);
     if (!fd) return Errno{fd.error()};
-    std::unique_lock lock(mu_);
+    std::lock_guard lock(mu_);
+    State& st = states_[&inode];
     if (in_lower) {
-      if (states_[&inode].changing > 0) {
-        // A writer is copying it up: wait for its copy, then open that.
-        lock.unlock();
-        about_to_block();
-        lock.lock();
-        changed_.wait(lock, [&] { return states_[&inode].changing == 0; });
-        erase_if_idle(inode);
-        continue;
-      }
-      // Copied up since fs.open: pinning the lower file would hide the copy's data.
+      // Copied up since fs.open (once up, always up): open the copy instead.
       if (!fs.in_lower(inode)) {
         erase_if_idle(inode);
         continue;
       }
+      // A writer or a truncate is copying it up: pinning the lower file would make it fail,
+      // and waiting would hold a thread for the whole copy. The daemon serves this reader
+      // (cached), and its reads follow the copy once published (ops.cc, FileHandle); the
+      // writer's open then joins the cached mode, which the kernel requires beside this one.
+      if (st.changing > 0 && st.opens == 0) return cached(st, std::move(*fd), inode, true);
     }
-    return attach(inode, states_[&inode], std::move(*fd), false, in_lower);
+    return attach(inode, st, std::move(*fd), false, in_lower);
   }
+}
+
+Passthrough::Opened Passthrough::cached(State& st, UniqueFd fd, const Inode& inode, bool lower) {
+  ++st.cached;
+  Opened o;
+  o.fd = std::move(fd);
+  o.open_flags = FOPEN_KEEP_CACHE;
+  o.counted = &inode;
+  o.in_lower = lower;
+  return o;
 }
 
 Result<Passthrough::Opened> Passthrough::adopt_created(const Inode& inode, UniqueFd fd, int flags) {
@@ -167,16 +180,12 @@ Result<Passthrough::Opened> Passthrough::adopt_created(const Inode& inode, Uniqu
 
 Result<Passthrough::Opened> Passthrough::attach(const Inode& inode, State& st, UniqueFd fd,
                                                 bool writes, bool lower) {
+  // The kernel's inode caches (its file could not back a FUSE file, or a reader came during a
+  // copy-up): this open must too.
+  if (st.cached > 0) return cached(st, std::move(fd), inode, lower);
   Opened o;
   o.counted = &inode;
   o.in_lower = lower;
-  if (st.cached > 0) {
-    // The kernel's inode caches (its file could not back a FUSE file): this open must too.
-    ++st.cached;
-    o.open_flags = FOPEN_KEEP_CACHE;
-    o.fd = std::move(fd);
-    return o;
-  }
   struct stat sb{};
   if (::fstat(fd.get(), &sb) != 0) {
     const int err = errno;
@@ -197,10 +206,7 @@ Result<Passthrough::Opened> Passthrough::attach(const Inode& inode, State& st, U
       const int err = errno;
       warn_once(err);
       if (err == EPERM) active_.store(false, std::memory_order_release);
-      ++st.cached;
-      o.open_flags = FOPEN_KEEP_CACHE;
-      o.fd = std::move(fd);
-      return o;
+      return cached(st, std::move(fd), inode, lower);
     }
     st.id = id;
     st.dev = sb.st_dev;
@@ -246,7 +252,6 @@ void Passthrough::end_change(const Inode& inode) {
   std::lock_guard lock(mu_);
   auto it = states_.find(&inode);
   if (it != states_.end() && it->second.changing > 0) --it->second.changing;
-  changed_.notify_all();
   erase_if_idle(inode);
 }
 

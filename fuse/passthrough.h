@@ -14,9 +14,9 @@
 // file (a stacked filesystem: ELOOP) is served cached, as without the option, until its last
 // cached open closes. A file open for reading from a lower layer pins its lower file as the
 // inode's backing: an open for writing or a truncate (which copy up and change the data) get
-// ETXTBSY meanwhile, before they copy up; and a reader that finds a writer copying the file up
-// waits for the copy and opens it. A lower file is thus only ever a backing file of read-only
-// opens, and passthrough never writes a lower layer.
+// ETXTBSY meanwhile, before they copy up; and a reader that comes while a writer copies the
+// file up is served by the daemon, cached, like the writer then. A lower file is thus only ever
+// a backing file of read-only opens, and passthrough never writes a lower layer.
 #pragma once
 
 #include <fcntl.h>
@@ -24,7 +24,6 @@
 #include <sys/types.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <mutex>
 #include <unordered_map>
@@ -77,7 +76,7 @@ class Passthrough {
   void release(const Inode& inode, bool passthrough);
 
   /// Brackets a change of `inode`'s data not made through an open (a truncate): false (ETXTBSY)
-  /// while a reader pins the lower file; readers that come meanwhile wait for end_change().
+  /// while a reader pins the lower file; readers that come meanwhile are served cached.
   bool begin_change(const Inode& inode);
   void end_change(const Inode& inode);
 
@@ -102,6 +101,8 @@ class Passthrough {
   };
   /// Counts an open of `fd` in `st` and says how to answer it. mu_ held.
   Result<Opened> attach(const Inode& inode, State& st, UniqueFd fd, bool writes, bool lower);
+  /// Counts a cached open (served by the daemon). mu_ held.
+  static Opened cached(State& st, UniqueFd fd, const Inode& inode, bool lower);
   void erase_if_idle(const Inode& inode);  ///< mu_ held
   void warn_once(int err);
 
@@ -110,7 +111,6 @@ class Passthrough {
   bool offered_ = false;                  ///< the kernel's INIT offered FUSE_PASSTHROUGH
   std::atomic<bool> active_{false};
   std::mutex mu_;  ///< guards states_ (held across the backing ioctls, which do no I/O)
-  std::condition_variable changed_;  ///< a change (copy-up, truncate) ended
   std::unordered_map<const Inode*, State> states_;
   std::atomic<bool> warned_{false};
 

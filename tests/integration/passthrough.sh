@@ -12,6 +12,7 @@ head -c $((64 << 20)) /dev/urandom >"${L[0]}/big"
 for f in a b c; do printf 'lower-%s%.0s' "$f" {1..1000} >"${L[0]}/$f"; done
 mkdir "${L[0]}/race"
 for i in $(seq 300); do echo "data-$i" >"${L[0]}/race/f$i"; done
+head -c $((128 << 20)) /dev/zero >"${L[0]}/slow"
 lower_sums=$(cd "${L[0]}" && sha256sum big a b c)
 
 mount_union -o passthrough "$(stack_spec)" "$M"
@@ -119,6 +120,26 @@ for i in range(1, 301):
     if res["r"] not in (want, b""):
         print(f"FAIL: f{i}: the reader read {res['r']!r}", file=sys.stderr); bad += 1
 sys.exit(1 if bad else 0)
+EOF
+check "a reader that comes during a writer's copy-up reads the copy afterwards"
+"$PYTHON" - "$M" <<'EOF' || fail "reader during a copy-up (see above)"
+import os, sys, threading, time
+m = sys.argv[1]
+res = {}
+def writer():
+    fd = os.open(f"{m}/slow", os.O_RDWR)   # copies 128 MiB up (and syncs it)
+    os.pwrite(fd, b"UPPER", 0)
+    res["written"] = True
+    time.sleep(0.3)
+    os.close(fd)
+w = threading.Thread(target=writer); w.start()
+time.sleep(0.02)
+r = os.open(f"{m}/slow", os.O_RDONLY)       # the copy-up is (most likely) still running
+w.join()
+got = os.pread(r, 5, 0)
+os.close(r)
+if got != b"UPPER":
+    print(f"FAIL: the reader read {got!r} after the write", file=sys.stderr); sys.exit(1)
 EOF
 [[ $(cat "$U/a" | head -c 5) == UPPER ]] || fail "a's copy is not in the upper"
 [[ $(cat "$U/new") == created ]] || fail "new is not in the upper"
