@@ -191,13 +191,7 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
     // -o passthrough: readers of the lower file would not see a truncate (it copies up).
     Passthrough* pt = a.set_size ? passthrough_of(req) : nullptr;
     if (pt && !pt->begin_change(inode)) return (void)fuse_reply_err(req, ETXTBSY);
-    struct Change {
-      Passthrough* pt;
-      const Inode& inode;
-      ~Change() {
-        if (pt) pt->end_change(inode);
-      }
-    } change{pt, inode};
+    const Passthrough::ChangeEnd change(pt, inode);
     if (ids_of(req).squashes() && (a.set_uid || a.set_gid)) {
       // Squashed owners do not follow a chown, so, like fuse-overlayfs, its failure is no error.
       SetAttr own{.set_uid = a.set_uid, .set_gid = a.set_gid, .uid = a.uid, .gid = a.gid};

@@ -123,14 +123,7 @@ Result<Passthrough::Opened> Passthrough::open(UnionFs& fs, Inode& inode, int fla
   if (opens_for_writing(flags)) {
     // Reserved before the copy-up, which would be wasted (and, with O_TRUNC, empty the copy).
     if (!begin_change(inode)) return Errno{ETXTBSY};
-    struct Change {
-      Passthrough* self;
-      const Inode& inode;
-      bool open = true;
-      ~Change() {
-        if (open) self->end_change(inode);
-      }
-    } change{this, inode};
+    ChangeEnd change(this, inode);
     bool in_lower = false;
     auto fd = fs.open(inode, flags, &in_lower);
     if (!fd) return Errno{fd.error()};
@@ -138,7 +131,7 @@ Result<Passthrough::Opened> Passthrough::open(UnionFs& fs, Inode& inode, int fla
     std::lock_guard lock(mu_);
     State& st = states_[&inode];
     --st.changing;
-    change.open = false;
+    change.dismiss();
     return attach(inode, st, std::move(*fd), true, false);
   }
   for (;;) {

@@ -79,6 +79,21 @@ class Passthrough {
   /// while a reader pins the lower file; readers that come meanwhile are served cached.
   bool begin_change(const Inode& inode);
   void end_change(const Inode& inode);
+  /// Calls end_change() when it goes out of scope (pt null: nothing), unless dismissed.
+  class ChangeEnd {
+   public:
+    ChangeEnd(Passthrough* pt, const Inode& inode) : pt_(pt), inode_(inode) {}
+    ChangeEnd(const ChangeEnd&) = delete;
+    ChangeEnd& operator=(const ChangeEnd&) = delete;
+    ~ChangeEnd() {
+      if (pt_) pt_->end_change(inode_);
+    }
+    void dismiss() { pt_ = nullptr; }
+
+   private:
+    Passthrough* pt_;
+    const Inode& inode_;
+  };
 
  private:
   static ssize_t io_read(int fd, void* buf, size_t len, void*);
