@@ -732,16 +732,25 @@ TEST_CASE("a lower file holds no descriptor until an operation needs one", "[uni
     CHECK(st.st_size == static_cast<off_t>(std::string(i == 1 ? "mid" : "data" + std::to_string(i)).size()));
   }
   CHECK(open_fds() == before);
-  // Each operation that needs the object opens it then (and keeps it with the inode).
+  // Opening one for reading opens it by name in its layer: the descriptor is the caller's, and
+  // the inode keeps none (no O_PATH open and reopen through /proc/self/fd).
   CHECK(u.read("d/f1") == "mid");
   CHECK(u.read("d/f3") == "data3");
+  CHECK(open_fds() == before);
+  bool in_lower = false;
+  auto rd = u.fs->open(u.at("d/f4"), O_RDONLY, &in_lower);
+  REQUIRE(rd.ok());
+  CHECK(in_lower);
+  CHECK(read_fd(rd->get()) == "data4");
+  rd->reset();
+  // Other operations that need the object open it then, and keep it with the inode.
   auto target = u.fs->readlink(u.at("d/link"));
   REQUIRE(target.ok());
   CHECK(*target == "f0");
   auto note = u.fs->getxattr(u.at("d/f2"), "user.note");
   REQUIRE(note.ok());
   CHECK(*note == "kept");
-  CHECK(open_fds() == before + 4);
+  CHECK(open_fds() == before + 2);
   // A copy-up starts from a file not opened yet, and the inode follows the copy.
   Inode& f5 = u.at("d/f5");
   const ino_t ino = u.attr("d/f5").st_ino;
