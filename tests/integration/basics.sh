@@ -328,6 +328,22 @@ if ! skip_on_kernel; then
   check_lowers
 fi
 
+# --- closes: no FLUSH round trip for files only read ----------------------------------------
+if ! skip_on_kernel; then
+  new_stack noflush 1
+  echo lower >"${L[0]}/f"
+  check "closing a file opened read-only sends no FLUSH (FOPEN_NOFLUSH); closing a written one does"
+  mount_union -s -d "$(stack_spec)" "$M"
+  log="$T/daemon.$((${#_MOUNTS[@]} - 1)).log"
+  flushes() { grep -ac 'opcode: FLUSH' "$log" || true; }
+  for i in 1 2 3; do expect_file "$M/f" lower "f read through the mount ($i)"; done
+  expect_eq "$(flushes)" 0 "FLUSH requests after three read-only opens and closes"
+  echo more >>"$M/f"
+  (($(flushes) >= 1)) || fail "no FLUSH at the close of a file opened for writing"
+  expect_file "$M/f" "$(printf 'lower\nmore')" "f after the append"
+  unmount_union "$M"
+fi
+
 # --- the daemon's heap: huge pages ----------------------------------------------------------
 # A fresh 4 KiB page costs ~13 us to fault in on a paravirtualised VM; the daemon re-executes
 # itself with glibc's malloc on transparent huge pages (fuse/malloc_tuning.h).
