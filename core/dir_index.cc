@@ -191,13 +191,16 @@ Result<ResolvedLower> resolve_lower(const WhiteoutFormat& fmt, const LayerDir& t
     if (indexing) listings.push_back(std::move(listing));
   }
   const DirParts& above = pending.parent_index->parts();
-  for (const IndexHit& h : pending.hits) {
+  for (size_t i = 0; i < pending.hits.size(); ++i) {
+    const IndexHit& h = pending.hits[i];
     if (h.type != DT_DIR) break;  // a whiteout or a non-directory ends the merge
     UNIONFS_ASSIGN_OR_RETURN(UniqueFd fd, sys::open_at(above[h.part].get(), pending.name.c_str(),
                                                        O_RDONLY | O_DIRECTORY));
     LayerDir d;
     d.layer = above[h.part].layer;
-    const Opacity op = fmt.xattr_opacity(fd.get());
+    // A probe (lookup_name_probing) may have read the instance's xattr already.
+    const std::optional<Opacity> known = pending.known_opacity(i);
+    const Opacity op = known ? *known : fmt.xattr_opacity(fd.get());
     d.xwhiteouts = op == Opacity::kXWhiteouts;
     std::vector<sys::DirEnt> ents;
     if (indexing) {

@@ -121,6 +121,16 @@ struct PendingLower {
   /// (0: not yet; else kOpacityKnown | Opacity, | kOciOpaque): the same for every name.
   mutable std::vector<std::atomic<uint8_t>> opacity;
   static constexpr uint8_t kOpacityKnown = 0x10, kOciOpaque = 0x20;
+  /// The opacity xattr's part of an `opacity` value.
+  static Opacity xattr_of(uint8_t v) {
+    return static_cast<Opacity>(v & ~(kOpacityKnown | kOciOpaque));
+  }
+  /// Hit i's opacity xattr, if a probe has read it already (resolve_lower then need not).
+  [[nodiscard]] std::optional<Opacity> known_opacity(size_t i) const {
+    const uint8_t v = opacity[i].load(std::memory_order_relaxed);
+    if (!(v & kOpacityKnown)) return std::nullopt;
+    return xattr_of(v);
+  }
 };
 
 /// What resolve_lower opened.

@@ -30,9 +30,7 @@ uint8_t opacity_of(const WhiteoutFormat& fmt, const PendingLower& pending, size_
   return v;
 }
 
-Opacity xattr_part(uint8_t v) {
-  return static_cast<Opacity>(v & ~(PendingLower::kOpacityKnown | PendingLower::kOciOpaque));
-}
+Opacity xattr_part(uint8_t v) { return PendingLower::xattr_of(v); }
 
 // A non-directory found at `rel` below `parent` (stat'ed as `st`) in `layer`: an upper one is
 // opened (O_PATH) and what was opened is stat'ed, as Search::take does; a lower one is opened
