@@ -436,6 +436,19 @@ void check_deferred_agrees(const Stack& s, const DirParts& parts,
     REQUIRE(built);
   }
   CHECK(shape(all) == shape(want.parts));
+  if (f.pending) {
+    // The same once a probe has cached the pending instances' opacity, as when a directory's
+    // second lookup resolves what its first probed: resolve_lower takes the cached answers.
+    auto again = lookup_name_deferred(s.stack, s.fmt, parts, name, index);
+    REQUIRE(again.ok());
+    REQUIRE(again->pending);
+    REQUIRE(lookup_name_probing(s.stack, s.fmt, again->parts, *again->pending, "none").ok());
+    auto res = resolve_lower(s.fmt, again->parts.back(), *again->pending);
+    REQUIRE(res.ok());
+    DirParts probed_first = again->parts;
+    probed_first.insert(probed_first.end(), res->rest.begin(), res->rest.end());
+    CHECK(shape(probed_first) == shape(want.parts));
+  }
   if (!built) return;
   std::vector<std::string> children = {"none"};
   for (const LayerDir& d : all) {
