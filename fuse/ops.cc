@@ -372,11 +372,13 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
       } out;
       static_assert(sizeof(out) == sizeof(fuse_entry_out) + sizeof(fuse_open_out));
       h = handle_of(req, std::move(*o), inode, fi->flags, out.open);
+      if (read_only(fi->flags)) out.open.open_flags |= FOPEN_NOFLUSH;
       out.entry = entry_out(p);
       sent = fuse_reply_buf(req, reinterpret_cast<const char*>(&out), sizeof(out));
     } else {
       h = new FileHandle(std::move(c->fd), follow_of(req, inode, in_lower), fi->flags);
       fi->fh = reinterpret_cast<uint64_t>(h);
+      fi->noflush = read_only(fi->flags);
       sent = fuse_reply_create(req, &p, fi);
     }
     if (sent != 0) {

@@ -191,6 +191,27 @@ new_stack() {
 
 stack_spec() { local IFS=:; echo "${L[*]}:$U"; }
 
+# FOPEN_NOFLUSH: closing a file opened read-only (also by O_CREAT) sends no FLUSH, closing a
+# written one does. Counts FLUSH requests in the -d log of a daemon mounted with -s -d on $M
+# over a stack whose bottom layer holds f ("lower"). Skips on kernels before 5.16.
+check_noflush() { # LOG
+  local log=$1 v maj min
+  v=$(uname -r); maj=${v%%.*}; v=${v#*.}; min=${v%%[!0-9]*}
+  if ((maj < 5 || (maj == 5 && min < 16))); then
+    echo "(FLUSH check skipped: FOPEN_NOFLUSH needs Linux 5.16, this is $(uname -r))"
+    return
+  fi
+  flushes() { grep -ac 'opcode: FLUSH' "$log" || true; }
+  local i
+  for i in 1 2 3; do expect_file "$M/f" lower "f read through the mount ($i)"; done
+  "$PYTHON" -c 'import os, sys; os.close(os.open(sys.argv[1], os.O_RDONLY | os.O_CREAT, 0o644))' \
+    "$M/created" || fail "create of $M/created"
+  expect_eq "$(flushes)" 0 "FLUSH requests after three read-only opens and a read-only create"
+  echo more >>"$M/f"
+  (($(flushes) >= 1)) || fail "no FLUSH at the close of a file opened for writing"
+  expect_file "$M/f" "$(printf 'lower\nmore')" "f after the append"
+}
+
 mk_whiteout() { mknod "$1" c 0 0; }                       # kernel form
 mk_oci_whiteout() { : >"$(dirname "$1")/.wh.$(basename "$1")"; }
 mk_oci_opaque() { : >"$1/.wh..wh..opq"; }

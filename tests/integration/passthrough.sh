@@ -174,6 +174,13 @@ grep -q "could not back a passthrough open" "$outer_log" || fail "no warning abo
 unmount_union "$T/nest/mnt2"
 unmount_union "$inner"
 
+check "-o passthrough: closing a file opened read-only sends no FLUSH; closing a written one does"
+new_stack ptflush 1
+echo lower >"${L[0]}/f"
+mount_union -s -d -o passthrough "$(stack_spec)" "$M"
+check_noflush "$T/daemon.$((${#_MOUNTS[@]} - 1)).log"
+unmount_union "$M"
+
 check "-o passthrough needs root"
 out=$(setpriv --reuid=65534 --regid=65534 --clear-groups timeout 10 "$UNIONFS_BIN" -o passthrough \
   "$(stack_spec)" "$M" 2>&1) && fail "mounted as a user: $out"

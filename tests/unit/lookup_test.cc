@@ -443,6 +443,7 @@ void check_deferred_agrees(const Stack& s, const DirParts& parts,
     REQUIRE(again.ok());
     REQUIRE(again->pending);
     REQUIRE(lookup_name_probing(s.stack, s.fmt, again->parts, *again->pending, "none").ok());
+    CHECK(again->pending->known_opacity(0).has_value());  // the probe asked the first one
     auto res = resolve_lower(s.fmt, again->parts.back(), *again->pending);
     REQUIRE(res.ok());
     DirParts probed_first = again->parts;

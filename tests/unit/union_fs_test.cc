@@ -717,6 +717,34 @@ TEST_CASE("a lookup whose index build fails answers by probing", "[union][index]
   CHECK(small.index() != nullptr);
 }
 
+TEST_CASE("a file found by probing a deep directory opens by its path from the grandparent",
+          "[union][lookup]") {
+  constexpr size_t kLower = 6;
+  Union u(kLower + 1);
+  for (size_t i = 0; i < kLower; ++i) u.b.file(i, "d/f" + std::to_string(i), "v" + std::to_string(i));
+  u.start(kPriv);
+  Inode& d = u.at("d");
+  const size_t before = open_fds();
+  // The first lookup in d probes its pending instances by path ("d/f0" from layer 0's root)
+  // and finds f0 in the bottom one; the open goes the same way, and opens nothing else.
+  Inode& f0 = u.at("d/f0");
+  REQUIRE(f0.state().at);
+  CHECK(f0.state().at->rel == "d/f0");
+  bool in_lower = false;
+  auto fd = u.fs->open(f0, O_RDONLY, &in_lower);
+  REQUIRE(fd.ok());
+  CHECK(d.state().pending != nullptr);
+  CHECK(in_lower);
+  CHECK(read_fd(fd->get()) == "v0");
+  CHECK(open_fds() == before + 1);  // the caller's descriptor only
+  fd->reset();
+  // It follows its copy-up as any lower file does.
+  u.write("d/f0", "W");
+  CHECK(u.read("d/f0") == "W0");
+  CHECK(u.b.read(0, "d/f0") == "v0");
+  CHECK_LOWERS_UNCHANGED(u);
+}
+
 TEST_CASE("a lower file holds no descriptor until an operation needs one", "[union][lookup]") {
   Union u(3);
   for (int i = 0; i < 40; ++i) u.b.file(0, "d/f" + std::to_string(i), "data" + std::to_string(i));
