@@ -353,7 +353,7 @@ class Harness:
         self.skipped = {}  # system -> reason (whole system unavailable)
         self.notes = []
         self.results = {"lookup": [], "firststat": [], "firststat_cold": [], "readdir": [],
-                        "read": [], "copyup": [], "node": []}
+                        "probecost": [], "read": [], "copyup": [], "node": []}
         self.counter = 0
         self.phase_times = {}
 
@@ -611,6 +611,7 @@ class Harness:
             f.write("l0n0\nl0n1\n" + "".join(f"l{i}n2\n" for i in range(0, SPREAD_LAYERS,
                                                                          SPREAD_LAYERS // 16)))
         self.helper(["warm", dl, nl], pinned=False)
+        self.probe_cost(depth, lists)
         for mode in self.modes_lookup:
             pinned = mode == "pinned"
             bad, slow = set(), set()
@@ -660,6 +661,25 @@ class Harness:
                         f"{rd[1]['ns'] / 1e6:.2f} ms ({rd[0]['entries']} entries)")
             if pinned:
                 self.spread_cold(systems, bad, slow, depth, first, second, rest)
+
+    def probe_cost(self, depth, lists):
+        """What each layer costs a first lookup that asks the layers one by one, measured outside
+        any union (statloop probecost, pinned): the system calls unionfs-cpp's probe of a pending
+        layer makes for r/l0n0 (absent in every layer but the bottom one), and reading one
+        instance of r. Pass 1 is dropped (it may find the dentries cold)."""
+        dirs = os.path.join(lists, "probedirs")
+        with open(dirs, "w") as f:
+            f.write("".join(os.path.join(self.L, str(i), "r") + "\n" for i in range(depth)))
+        try:
+            out = self.helper(["probecost", "6", "l0n0", dirs], pinned=True)
+        except (CmdError, OSError) as e:
+            self.note(f"probe cost not measured: {e}")
+            return
+        self.results["probecost"] = [x for x in out if x.get("pass", 0) > 1]
+        for x in self.results["probecost"]:
+            log(f"  probe cost pass {x['pass']}: name {x['stat_name_us']:.2f}, .wh. "
+                f"{x['stat_wh_us']:.2f}, xattr {x['listxattr_us']:.2f}, opq "
+                f"{x['stat_opq_us']:.2f}, read dir {x['read_dir_us']:.2f} us")
 
     def spread_cold(self, systems, skip, slow, depth, first, second, rest):
         """The same stats with the dentry and inode caches dropped after the mount (echo 2 >
@@ -905,6 +925,10 @@ class Harness:
                     rows = [x for x in self.results[ph] if x["mode"] == r["mode"]
                             and x["system"] == r["system"]]
                     S[ph][k] = {kk: med(rows, kk) for kk in keys} | {"reps": len(rows)}
+        P = self.results["probecost"]
+        S["probecost"] = {k: median([x[k] for x in P]) for k in
+                          ("stat_name_us", "stat_wh_us", "listxattr_us", "stat_opq_us",
+                           "read_dir_us", "entries_per_dir")} if P else {}
         S["copyup"] = {}
         for r in self.results["copyup"]:
             k = f"{r['mode']}/{r['size']}/{r['system']}"
@@ -1015,6 +1039,30 @@ class Harness:
                 if not f:
                     continue
                 w(f"| {system} | {f['reps']} | {stat_cells(f, nf, of_)} |")
+            w("")
+        if S["probecost"]:
+            P = S["probecost"]
+            n = SPREAD_LAYERS - 1
+            by_default = P["stat_name_us"] + P["stat_wh_us"] + P["listxattr_us"] + P["stat_opq_us"]
+            overlay_only = P["stat_name_us"] + P["listxattr_us"]
+            w(f"## What each layer costs a lookup from user space ({SPREAD_LAYERS} layers, pinned)")
+            w("")
+            w("`statloop probecost`, outside any union: the system calls with which unionfs-cpp "
+              "asks a layer it has not opened `r` in about `r/l0n0` (the first stat above), each "
+              f"timed over the {SPREAD_LAYERS} layers' `r` in turn, µs per call, median of 5 "
+              "passes. The kernel makes the same lookups inside one system call.")
+            w("")
+            w("| `r/l0n0` | `r/.wh.l0n0` | opacity xattr of `r` | `r/.wh..wh..opq` | "
+              f"reading `r` (openat, getdents64, close; {P['entries_per_dir']:.0f} entries with `.` and `..`) |")
+            w("|---:|---:|---:|---:|---:|")
+            w(f"| {P['stat_name_us']:.2f} | {P['stat_wh_us']:.2f} | {P['listxattr_us']:.2f} | "
+              f"{P['stat_opq_us']:.2f} | {P['read_dir_us']:.2f} |")
+            w("")
+            w(f"So a first lookup that finds its name in the bottom layer spends at least "
+              f"{n} × {by_default:.1f} µs = {n * by_default / 1000:.2f} ms in system calls when it "
+              f"also reads OCI markers (unionfs-cpp's default), {n} × {overlay_only:.1f} µs = "
+              f"{n * overlay_only / 1000:.2f} ms with kernel-format whiteouts only, and reading "
+              f"every instance once costs {n * P['read_dir_us'] / 1000:.2f} ms.")
             w("")
         for mode in self.modes_other:
             if not any(k.startswith(mode + "/") for k in S["read"]) and \

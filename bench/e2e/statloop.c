@@ -14,6 +14,13 @@
  *   statloop read FILE BUFSIZE     reads FILE sequentially to EOF in BUFSIZE chunks.
  *   statloop append FILE BYTES     open(O_WRONLY|O_APPEND) + write(BYTES) + close, timed
  *                                  (the first append to a lower file is a copy-up).
+ *   statloop probecost PASSES NAME DIRLIST
+ *       What asking one layer about a name costs in user space: for each directory DIR of
+ *       DIRLIST (one instance of a merged directory per layer), from a descriptor of its parent,
+ *       as a union daemon asks a layer it has not opened DIR in: fstatat of DIR/NAME and of
+ *       DIR/.wh.NAME, listxattr of DIR (listxattrat where the kernel has it), fstatat of
+ *       DIR/.wh..wh..opq; and reading DIR (openat, getdents64 to the end, close). Each kind is
+ *       timed over all the directories in turn; one line per pass with the mean us per call.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -24,6 +31,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -184,9 +193,85 @@ static int mode_append(int argc, char** argv) {
   return 0;
 }
 
+static int mode_probecost(int argc, char** argv) {
+  if (argc < 3) return 1;
+  int passes = atoi(argv[0]);
+  const char* name = argv[1];
+  size_t n;
+  char** dirs = read_list(argv[2], &n);
+  int* parent = malloc((n ? n : 1) * sizeof *parent);
+  char** rel = malloc((n ? n : 1) * sizeof *rel);
+  for (size_t i = 0; i < n; ++i) {
+    char* slash = strrchr(dirs[i], '/');
+    if (!slash || slash == dirs[i]) {
+      fprintf(stderr, "statloop: %s: not an absolute path below a parent\n", dirs[i]);
+      exit(2);
+    }
+    *slash = '\0';
+    parent[i] = open(dirs[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (parent[i] < 0) die(dirs[i]);
+    rel[i] = slash + 1;
+  }
+  char path[8192], buf[32768];
+  struct stat st;
+  for (int p = 1; p <= passes; ++p) {
+    uint64_t t[6];
+    t[0] = now_ns();
+    for (size_t i = 0; i < n; ++i) {
+      snprintf(path, sizeof path, "%s/%s", rel[i], name);
+      fstatat(parent[i], path, &st, AT_SYMLINK_NOFOLLOW);
+    }
+    t[1] = now_ns();
+    for (size_t i = 0; i < n; ++i) {
+      snprintf(path, sizeof path, "%s/.wh.%s", rel[i], name);
+      fstatat(parent[i], path, &st, AT_SYMLINK_NOFOLLOW);
+    }
+    t[2] = now_ns();
+    for (size_t i = 0; i < n; ++i) {
+#ifdef SYS_listxattrat
+      long r = syscall(SYS_listxattrat, parent[i], rel[i], AT_SYMLINK_NOFOLLOW, buf, sizeof buf);
+#else
+      long r = syscall(465, parent[i], rel[i], AT_SYMLINK_NOFOLLOW, buf, sizeof buf);
+#endif
+      if (r < 0 && errno == ENOSYS) {  /* before Linux 6.13: by path */
+        snprintf(path, sizeof path, "/proc/self/fd/%d/%s", parent[i], rel[i]);
+        llistxattr(path, buf, sizeof buf);
+      }
+    }
+    t[3] = now_ns();
+    for (size_t i = 0; i < n; ++i) {
+      snprintf(path, sizeof path, "%s/.wh..wh..opq", rel[i]);
+      fstatat(parent[i], path, &st, AT_SYMLINK_NOFOLLOW);
+    }
+    t[4] = now_ns();
+    size_t entries = 0;
+    for (size_t i = 0; i < n; ++i) {
+      int fd = openat(parent[i], rel[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (fd < 0) die(rel[i]);
+      long got;
+      while ((got = syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0) {
+        for (long off = 0; off < got;) {
+          off += ((struct dirent64*)(buf + off))->d_reclen;
+          ++entries;
+        }
+      }
+      close(fd);
+    }
+    t[5] = now_ns();
+    double d = n ? (double)n * 1000.0 : 1.0;
+    printf("{\"pass\":%d,\"dirs\":%zu,\"stat_name_us\":%.2f,\"stat_wh_us\":%.2f,"
+           "\"listxattr_us\":%.2f,\"stat_opq_us\":%.2f,\"read_dir_us\":%.2f,"
+           "\"entries_per_dir\":%.1f}\n",
+           p, n, (t[1] - t[0]) / d, (t[2] - t[1]) / d, (t[3] - t[2]) / d, (t[4] - t[3]) / d,
+           (t[5] - t[4]) / d, n ? (double)entries / (double)n : 0.0);
+    fflush(stdout);
+  }
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: statloop stat|warm|readdir|read|append ARGS...\n");
+    fprintf(stderr, "usage: statloop stat|warm|readdir|read|append|probecost ARGS...\n");
     return 1;
   }
   if (strcmp(argv[1], "stat") == 0) return mode_stat(argc - 2, argv + 2);
@@ -194,6 +279,7 @@ int main(int argc, char** argv) {
   if (strcmp(argv[1], "readdir") == 0) return mode_readdir(argc - 2, argv + 2);
   if (strcmp(argv[1], "read") == 0) return mode_read(argc - 2, argv + 2);
   if (strcmp(argv[1], "append") == 0) return mode_append(argc - 2, argv + 2);
+  if (strcmp(argv[1], "probecost") == 0) return mode_probecost(argc - 2, argv + 2);
   fprintf(stderr, "statloop: unknown mode %s\n", argv[1]);
   return 1;
 }
