@@ -262,20 +262,21 @@ Result<struct stat> UnionFs::setattr(Inode& inode, const SetAttr& a, int fd) {
 Result<UniqueFd> UnionFs::open(Inode& inode, int flags, bool* in_lower) {
   if (inode.is_dir) return Errno{EISDIR};
   const bool writes = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+  if (!writes) {
+    const Inode::State s = inode.state();
+    if (!s.fd && s.at && !stack_.is_upper(s.layer)) {
+      // A lower file with no descriptor yet: one openat (O_NOFOLLOW) by name in its parent's
+      // instance (lower layers do not change under a mount), not an O_PATH open and a reopen
+      // through /proc/self/fd. A copy-up racing with it leaves a lower handle, which follows
+      // the copy.
+      if (in_lower) *in_lower = true;
+      return sys::open_at(s.at->dir->get(), s.at->rel.c_str(),
+                          flags & ~(O_CREAT | O_EXCL | O_NOCTTY));
+    }
+  }
   for (int attempt = 0; attempt < 3; ++attempt) {
     // O_TRUNC empties the file anyway: copying its data up first would be wasted work.
     if (writes) UNIONFS_TRY(copy_up(inode, !(flags & O_TRUNC)));
-    if (!writes) {
-      const Inode::State s = inode.state();
-      if (!s.fd && s.at && !stack_.is_upper(s.layer)) {
-        // A lower file with no descriptor yet: one openat by name in its parent's instance
-        // (lower layers do not change under a mount), not an O_PATH open and a reopen through
-        // /proc/self/fd. A copy-up racing with it leaves a lower handle, which follows the copy.
-        if (in_lower) *in_lower = true;
-        return sys::open_at(s.at->dir->get(), s.at->rel.c_str(),
-                            (flags & ~(O_CREAT | O_EXCL | O_NOCTTY)) | O_NOFOLLOW);
-      }
-    }
     UNIONFS_ASSIGN_OR_RETURN(SharedFd fd, object_fd(inode));
     // A copy-up replaces fd and layer together: another fd now means that ours was the lower.
     const Inode::State s = inode.state();
