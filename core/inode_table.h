@@ -112,8 +112,29 @@ class Inode : public std::enable_shared_from_this<Inode> {
     return index_;
   }
   void set_index(std::shared_ptr<const DirIndex> index) {
+    std::unique_ptr<PartialRead> done;  // closed and freed after the lock is released
     std::lock_guard lock(mu_);
     if (!index_) index_ = std::move(index);
+    done = std::move(partial_);
+  }
+  /// Directory with one lower instance: a read of it for its index that stopped at the
+  /// entries its lookups so far were worth (UnionFs::index_of). The next try goes on from
+  /// there instead of reading those entries again.
+  struct PartialRead {
+    size_t layer = 0;                ///< the instance's layer (the inode's key names it)
+    UniqueFd fd;                     ///< a descriptor of it, positioned after `ents`
+    std::vector<sys::DirEnt> ents;   ///< the entries read so far
+  };
+  /// The read kept by keep_partial, which this caller then owns, or null.
+  std::unique_ptr<PartialRead> take_partial() {
+    std::lock_guard lock(mu_);
+    return std::move(partial_);
+  }
+  /// Keeps `p` for the next try, unless an index was built meanwhile or a racing reader kept
+  /// a longer one.
+  void keep_partial(std::unique_ptr<PartialRead> p) {
+    std::lock_guard lock(mu_);
+    if (!index_ && (!partial_ || partial_->ents.size() < p->ents.size())) std::swap(partial_, p);
   }
   /// Directory: replaces a pending state's deferred instances with `rest`, the instances
   /// they resolve to (the same for every lookup of this inode: they depend on its topmost
@@ -146,6 +167,7 @@ class Inode : public std::enable_shared_from_this<Inode> {
   State state_;
   std::shared_ptr<const DirIndex> index_;
   std::shared_ptr<const DirParts> rest_;
+  std::unique_ptr<PartialRead> partial_;
 };
 
 /// The inode table's map from key to inode: open addressing with linear probing, at most half

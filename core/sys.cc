@@ -351,6 +351,12 @@ Result<int> wait_child(pid_t pid) {
 
 void kill_child(pid_t pid, int sig) { (void)::kill(pid, sig); }
 
+namespace {
+thread_local uint64_t t_dir_entries_read = 0;
+}  // namespace
+
+uint64_t dir_entries_read() { return t_dir_entries_read; }
+
 Result<bool> read_dir_fd(int fd, std::vector<DirEnt>* out, size_t max_entries) {
   // getdents64 directly: fdopendir would cost an fstat and two fcntls per directory, and a
   // merged directory's first use reads one instance per layer.
@@ -372,6 +378,7 @@ Result<bool> read_dir_fd(int fd, std::vector<DirEnt>* out, size_t max_entries) {
       const char* nm = e->d_name;
       if (nm[0] == '.' && (nm[1] == '\0' || (nm[1] == '.' && nm[2] == '\0'))) continue;
       out->push_back({nm, static_cast<ino_t>(e->d_ino), e->d_type});
+      ++t_dir_entries_read;
     }
     if (out->size() > max_entries) return false;
   }

@@ -75,10 +75,13 @@ struct DirEnt {
 };
 /// Reads all entries of an open directory fd (not "." or ".."), from its start.
 Result<std::vector<DirEnt>> read_dir(int dir_fd);
-/// Appends the entries (not "." or "..") of `fd`, a directory opened by the caller and not yet
-/// read, with getdents64 on `fd` itself (it moves its offset). Stops early once `out` holds more
-/// than `max_entries`: returns whether the whole directory was read.
+/// Appends the entries (not "." or "..") of `fd`, a directory opened by the caller, from its
+/// offset on, with getdents64 on `fd` itself (it moves its offset). Stops early once `out` holds
+/// more than `max_entries`: returns whether the rest of the directory was read. A call after
+/// one that stopped early goes on where that one stopped.
 Result<bool> read_dir_fd(int fd, std::vector<DirEnt>* out, size_t max_entries = SIZE_MAX);
+/// How many entries read_dir_fd has returned on this thread (for tests and measurements).
+uint64_t dir_entries_read();
 
 /// read(2), retried on EINTR: the number of bytes read (0 at the end).
 Result<size_t> read(int fd, char* buf, size_t len);

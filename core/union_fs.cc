@@ -96,17 +96,19 @@ Result<std::shared_ptr<const DirIndex>> UnionFs::index_of(Inode& dir, const Shar
       if (n < kSingleIndexAfterLookups || n < dir.index_retry_at.load(std::memory_order_relaxed)) {
         return std::shared_ptr<const DirIndex>();
       }
-      // Larger than that: try again after twice the lookups, so that the reads given up on
-      // cost at most what the last one does.
+      // Larger than that: try again after twice the lookups, going on from where this read
+      // stopped (Inode::PartialRead), so that no entry is read twice.
       dir.index_retry_at.store(2 * n, std::memory_order_relaxed);
       max_entries = static_cast<size_t>(n) * kEntriesPerLookup;
-      // Its size tells a huge directory without reading it (a read given up on in 100,000
-      // entries still costs ~0.4 ms on ext4): ext4 and xfs count bytes of entries, at most
-      // ~64 each for names of up to ~40 bytes, tmpfs 20 per entry.
+      // Its size tells a huge directory without reading it (a read stopped early would hold
+      // the entries it read until the next try): ext4 and xfs count bytes of entries, at
+      // most ~64 each for names of up to ~40 bytes, tmpfs 20 per entry.
       auto st = sys::fstat(parts[first_lower].get());
       if (st.ok() && static_cast<size_t>(st->st_size) / kMaxBytesPerEntry > max_entries) {
         return std::shared_ptr<const DirIndex>();
       }
+      if (max_entries > kQuickIndexEntries) about_to_block();
+      return index_single(dir, parts[first_lower], max_entries);
     } else if (before == 0) {
       max_entries = kEagerIndexMax;
     } else if (before < kIndexAfterLookups) {
@@ -126,6 +128,32 @@ Result<std::shared_ptr<const DirIndex>> UnionFs::index_of(Inode& dir, const Shar
   std::shared_ptr<const DirIndex> index = std::move(*built);
   if (!index) return index;  // a huge instance: probe directly this time
   dir.set_index(index);
+  return dir.index();
+}
+
+std::shared_ptr<const DirIndex> UnionFs::index_single(Inode& dir, const LayerDir& part,
+                                                      size_t max_entries) {
+  std::unique_ptr<Inode::PartialRead> p = dir.take_partial();
+  // The same instance as before: a lower directory does not change under the mount, and a
+  // new lookup of this inode (which opens the instance again) finds the same one.
+  if (!p || p->layer != part.layer) {
+    p = std::make_unique<Inode::PartialRead>();
+    p->layer = part.layer;
+    // A descriptor of its own: the instance's fd is shared, and getdents moves its offset.
+    auto fd = sys::open_at(part.get(), ".", O_RDONLY | O_DIRECTORY);
+    if (!fd) return nullptr;  // EMFILE...: probing still answers the lookup
+    p->fd = std::move(*fd);
+  }
+  auto complete = sys::read_dir_fd(p->fd.get(), &p->ents, max_entries);
+  if (!complete) return nullptr;  // EIO...: as above, and the next try starts again
+  if (!*complete) {
+    dir.keep_partial(std::move(p));
+    return nullptr;
+  }
+  bool oci_opaque = false;  // a single instance hides nothing below it
+  std::vector<LayerListing> listing;
+  listing.push_back(classify_layer_dir(fmt_, part, std::move(p->ents), &oci_opaque));
+  dir.set_index(DirIndex::from_listings(DirParts{part}, std::move(listing)));
   return dir.index();
 }
 

@@ -190,6 +190,10 @@ class UnionFs {
   Result<Found> find(Inode& parent, std::string_view name);
   /// The directory's index, building it now if `build` or if it has become worth it.
   Result<std::shared_ptr<const DirIndex>> index_of(Inode& dir, const SharedParts& parts, bool build);
+  /// index_of for a directory with one lower instance, `part`: reads it on from where the last
+  /// try stopped, up to `max_entries` in all; null if it holds more (or cannot be read).
+  std::shared_ptr<const DirIndex> index_single(Inode& dir, const LayerDir& part,
+                                               size_t max_entries);
   static constexpr uint32_t kIndexAfterLookups = 1;  ///< merged: on the 2nd lookup
   /// An index build up to this many entries per instance does not tell the loop it may block.
   static constexpr size_t kQuickIndexEntries = 256;

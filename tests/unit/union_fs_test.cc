@@ -654,18 +654,25 @@ TEST_CASE("a directory with one lower instance is indexed once its lookups would
   CHECK(u.read("small/f4") == "s");
   CHECK(u.lookup_error("small/none") == ENOENT);
 
-  // 2,000 entries are worth reading from 2000 / kEntriesPerLookup = 125 lookups on. Reads
-  // given up on (at lookups 4, 8, ..., 64) are tried again after twice the lookups, so that
-  // they cost no more than the one that succeeds, at the 128th.
+  // 2,000 entries are worth reading from 2000 / kEntriesPerLookup = 125 lookups on. A read
+  // that stops early (at lookups 4, 8, ..., 64: at most 16 entries per lookup made, and past
+  // what the directory's size shows) goes on from there after twice the lookups, so that the
+  // 128th lookup completes it and no entry is read twice.
   static_assert(UnionFs::kSingleIndexAfterLookups == 4 && UnionFs::kEntriesPerLookup == 16);
   Inode& big = u.at("big");
   auto miss = [&](uint32_t i) { CHECK(u.lookup_error("big/none" + std::to_string(i)) == ENOENT); };
+  const uint64_t read_before = sys::dir_entries_read();
   for (uint32_t i = 1; i <= 127; ++i) miss(i);
   CHECK(big.index() == nullptr);
+  const uint64_t read_early = sys::dir_entries_read() - read_before;
+  CHECK(read_early > 64 * UnionFs::kEntriesPerLookup);  // the 64th lookup read that many
+  CHECK(read_early < 2000);
   miss(128);
   REQUIRE(big.index() != nullptr);
   CHECK(big.index()->size() == 2000u);
+  CHECK(sys::dir_entries_read() - read_before == 2000);
   CHECK(u.attr("big/f1999").st_size == 0);
+  CHECK(u.attr("big/f0").st_size == 0);
   CHECK_LOWERS_UNCHANGED(u);
 }
 
