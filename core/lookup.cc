@@ -13,13 +13,14 @@
 
 namespace unionfs {
 
-Result<ProbeResult> probe(const WhiteoutFormat& fmt, const LayerDir& dir, std::string_view name) {
+Result<ProbeResult> probe(const WhiteoutFormat& fmt, const LayerDir& dir, std::string_view name,
+                          bool bottom) {
   std::string n(name);
   ProbeResult r;
   auto st = sys::stat_at(dir.get(), n.c_str());
   if (!st) {
     if (st.error() != ENOENT) return Errno{st.error()};
-    if (fmt.has_oci_whiteout(dir.get(), name)) r.kind = Probe::kWhiteout;
+    if (!bottom && fmt.has_oci_whiteout(dir.get(), name)) r.kind = Probe::kWhiteout;
     return r;
   }
   r.st = *st;
@@ -167,6 +168,8 @@ Result<Found> lookup(const LayerStack& stack, const WhiteoutFormat& fmt, const D
   const std::string n(name);
   for (const LayerDir& part : parent) {
     if (lower_index && !stack.is_upper(part.layer)) break;
+    // The last instance of the directory, a lower one: what ".wh.NAME" would hide is not there.
+    const bool bottom = !lower_index && &part == &parent.back() && !stack.is_upper(part.layer);
     if (search.found_dir()) {
       // Below a directory only directories matter, and one openat tells them apart: a
       // whiteout or any other non-directory (ENOTDIR, ELOOP) ends the merge.
@@ -174,14 +177,14 @@ Result<Found> lookup(const LayerStack& stack, const WhiteoutFormat& fmt, const D
       if (!fd) {
         if (fd.error() == ENOTDIR || fd.error() == ELOOP) break;
         if (fd.error() != ENOENT) return Errno{fd.error()};
-        if (fmt.has_oci_whiteout(part.get(), name)) break;
+        if (!bottom && fmt.has_oci_whiteout(part.get(), name)) break;
         continue;
       }
       UNIONFS_ASSIGN_OR_RETURN(bool stop, search.take_dir(part, std::move(*fd)));
       if (stop) break;
       continue;
     }
-    UNIONFS_ASSIGN_OR_RETURN(ProbeResult p, probe(fmt, part, name));
+    UNIONFS_ASSIGN_OR_RETURN(ProbeResult p, probe(fmt, part, name, bottom));
     if (p.kind == Probe::kAbsent) continue;
     UNIONFS_ASSIGN_OR_RETURN(bool stop, search.take(part, p.kind == Probe::kWhiteout,
                                                     S_ISDIR(p.st.st_mode), &p.st, p.st.st_ino,
@@ -231,7 +234,7 @@ Result<bool> lower_positive(const LayerStack& stack, const WhiteoutFormat& fmt,
                             const DirParts& parent, std::string_view name) {
   for (const LayerDir& part : parent) {
     if (stack.is_upper(part.layer)) continue;
-    UNIONFS_ASSIGN_OR_RETURN(ProbeResult p, probe(fmt, part, name));
+    UNIONFS_ASSIGN_OR_RETURN(ProbeResult p, probe(fmt, part, name, &part == &parent.back()));
     if (p.kind == Probe::kAbsent) continue;
     return p.kind == Probe::kPresent;
   }

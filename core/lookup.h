@@ -77,8 +77,10 @@ struct ProbeResult {
 };
 
 /// Asks one directory instance about `name`. Errors other than ENOENT (ENAMETOOLONG, EACCES,
-/// EIO...) are returned.
-Result<ProbeResult> probe(const WhiteoutFormat& fmt, const LayerDir& dir, std::string_view name);
+/// EIO...) are returned. `bottom`: no instance of the directory is below this one, so an OCI
+/// ".wh.NAME" in it would hide nothing and is not asked for (a missing name is kAbsent).
+Result<ProbeResult> probe(const WhiteoutFormat& fmt, const LayerDir& dir, std::string_view name,
+                          bool bottom = false);
 
 struct PendingLower;
 

@@ -94,6 +94,8 @@ Result<std::optional<Found>> lookup_name_probing(const LayerStack& stack, const 
     }
     if (st.error() == ENOTDIR || st.error() == ELOOP) return std::optional<Found>();  // changed
     if (st.error() != ENOENT) return Errno{st.error()};
+    // The last instance of the merge: its ".wh.NAME" and opacity would hide nothing.
+    if (i + 1 == pending.hits.size() || pending.hits[i + 1].type != DT_DIR) break;
     if (fmt.read_oci() &&
         sys::stat_at(parent, (dir + std::string(kOciWhiteoutPrefix) + std::string(name)).c_str())
             .ok()) {

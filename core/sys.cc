@@ -62,7 +62,14 @@ Result<UniqueFd> open_path(const std::string& path, int flags) {
   return fd_result(::open(path.c_str(), flags | O_CLOEXEC));
 }
 
+namespace {
+thread_local uint64_t t_stat_at_calls = 0;
+}  // namespace
+
+uint64_t stat_at_calls() { return t_stat_at_calls; }
+
 Result<struct stat> stat_at(int dir, const char* name) {
+  ++t_stat_at_calls;
   struct stat st{};
   if (::fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) < 0) return last_errno();
   return st;

@@ -82,6 +82,8 @@ Result<std::vector<DirEnt>> read_dir(int dir_fd);
 Result<bool> read_dir_fd(int fd, std::vector<DirEnt>* out, size_t max_entries = SIZE_MAX);
 /// How many entries read_dir_fd has returned on this thread (for tests and measurements).
 uint64_t dir_entries_read();
+/// How many times stat_at has been called on this thread (for tests and measurements).
+uint64_t stat_at_calls();
 
 /// read(2), retried on EINTR: the number of bytes read (0 at the end).
 Result<size_t> read(int fd, char* buf, size_t len);
