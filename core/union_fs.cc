@@ -135,7 +135,9 @@ std::shared_ptr<const DirIndex> UnionFs::index_single(Inode& dir, const LayerDir
                                                       size_t max_entries) {
   std::unique_ptr<Inode::PartialRead> p = dir.take_partial();
   // The same instance as before: a lower directory does not change under the mount, and a
-  // new lookup of this inode (which opens the instance again) finds the same one.
+  // new lookup of this inode (which opens the instance again) finds the same one. The read
+  // keeps its descriptor between tries: on ext4, a new one sought to the same offset could
+  // return again the names that share the hash at which the last read stopped.
   if (!p || p->layer != part.layer) {
     p = std::make_unique<Inode::PartialRead>();
     p->layer = part.layer;
