@@ -51,7 +51,6 @@ int Passthrough::install(fuse_session* se) {
   fuse_custom_io io{};
   io.read = &Passthrough::io_read;
   io.writev = &Passthrough::io_writev;
-  io.splice_receive = &Passthrough::io_splice_receive;
   io.splice_send = &Passthrough::io_splice_send;
   instance_ = this;
   dev_fd_ = fuse_session_fd(se);
@@ -60,8 +59,8 @@ int Passthrough::install(fuse_session* se) {
   return rc;
 }
 
-// Notes the INIT request (always read here, never spliced: libfuse splices only once the
-// protocol is agreed) and whether the kernel offers passthrough.
+// Notes the INIT request (read here, as every request is: splice read is off, see op_init) and
+// whether the kernel offers passthrough.
 ssize_t Passthrough::io_read(int fd, void* buf, size_t len, void*) {
   const ssize_t n = ::read(fd, buf, len);
   Passthrough* self = instance_;
@@ -107,11 +106,6 @@ ssize_t Passthrough::io_writev(int fd, struct iovec* iov, int count, void*) {
   const ssize_t n = ::writev(fd, iov, count);
   if (amended && n >= 0) self->active_.store(true, std::memory_order_release);
   return n;
-}
-
-ssize_t Passthrough::io_splice_receive(int fdin, off_t* offin, int fdout, off_t* offout,
-                                       size_t len, unsigned flags, void*) {
-  return ::splice(fdin, offin, fdout, offout, len, flags);
 }
 
 ssize_t Passthrough::io_splice_send(int fdin, off_t* offin, int fdout, off_t* offout, size_t len,

@@ -98,8 +98,6 @@ class Passthrough {
  private:
   static ssize_t io_read(int fd, void* buf, size_t len, void*);
   static ssize_t io_writev(int fd, struct iovec* iov, int count, void*);
-  static ssize_t io_splice_receive(int fdin, off_t* offin, int fdout, off_t* offout, size_t len,
-                                   unsigned flags, void*);
   static ssize_t io_splice_send(int fdin, off_t* offin, int fdout, off_t* offout, size_t len,
                                 unsigned flags, void*);
 

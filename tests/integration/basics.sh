@@ -281,6 +281,25 @@ if ! skip_on_kernel; then
   unmount_union "$M" 2>/dev/null || true
 fi
 
+# --- requests are read, not spliced ------------------------------------------------------------
+if ! skip_on_kernel; then
+  new_stack splice 1
+  for ((i = 0; i < 20; i++)); do echo "$i" >"${L[0]}/f$i"; done
+  mount_union "$(stack_spec)" "$M"
+  # libfuse splices a request into a per-thread pipe and then reads it out again (two system
+  # calls for every lookup) wherever that pipe can grow to a request's full size (1 MiB + 4 KiB:
+  # root with CAP_SYS_RESOURCE, or fs.pipe-max-size raised). It makes that pipe on the first
+  # request it would splice, whether or not it can grow, so a pipe of its own in the daemon
+  # (not one it inherited from this script) tells.
+  check "metadata requests are read with one read(2), not spliced through a pipe"
+  for ((i = 0; i < 20; i++)); do stat "$M/f$i" >/dev/null; done
+  ls -l "$M" >/dev/null
+  pipes_of() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 -lname 'pipe:*' -printf '%l\n' | sort -u; }
+  own=$(comm -23 <(pipes_of "${_MPIDS[-1]}") <(pipes_of $$) | wc -l)
+  expect_eq "$own" 0 "pipes the daemon made, after stat and ls -l"
+  unmount_union "$M"
+fi
+
 # --- -o ro ------------------------------------------------------------------------------------
 build_marker_stack ro
 save_lowers
