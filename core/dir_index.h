@@ -151,12 +151,14 @@ Result<ResolvedLower> resolve_lower(const WhiteoutFormat& fmt, const LayerDir& t
 inline constexpr size_t kEagerIndexMax = 4096;
 
 /// As lookup_name in a directory whose lower instances below `parts` are still pending, without
-/// opening them: each pending instance is asked by path from its parent's instance
-/// ("DIR/NAME", and ".wh.NAME", ".wh..wh..opq" and the opaque xattr when they matter), so a
-/// lookup in a directory merged over n layers costs a few fstatat per layer, as the kernel's
-/// does, instead of the openat + listxattr + getdents per layer of resolving them. nullopt when
-/// the answer is a directory, whose instances must be opened: then the caller resolves the
-/// pending instances and looks the name up as usual. Errors: those of fstatat and openat.
+/// opening them: each pending instance is asked by path from its parent's instance, "DIR/NAME"
+/// down to the first that holds it, then ".wh.NAME", ".wh..wh..opq" and the opaque xattr of
+/// those above that one. A name missing from a directory merged over n layers costs n fstatat,
+/// one present in its bottom instance a few per layer, as the kernel's lookup does, instead of
+/// the openat + listxattr + getdents per layer of resolving them. nullopt when the answer is a
+/// directory, whose instances must be opened, or when an instance fails with anything but
+/// ENOENT: then the caller resolves the pending instances and looks the name up as usual.
+/// Errors: those of fstatat and openat in the instances already open.
 Result<std::optional<Found>> lookup_name_probing(const LayerStack& stack,
                                                  const WhiteoutFormat& fmt,
                                                  const DirParts& parts,

@@ -75,38 +75,47 @@ Result<std::optional<Found>> lookup_name_probing(const LayerStack& stack, const 
   const DirParts& above = pending.parent_index->parts();
   const std::string dir = pending.name + "/";
   const std::string rel = dir + std::string(name);
-  for (size_t i = 0; i < pending.hits.size(); ++i) {
-    const IndexHit& h = pending.hits[i];
+  // First NAME alone, down the instances: a name that none holds (what module loaders ask
+  // most) is missing whatever the markers above say, so it costs one fstatat per instance.
+  size_t k = 0;
+  std::optional<struct stat> st;
+  for (; k < pending.hits.size(); ++k) {
+    const IndexHit& h = pending.hits[k];
     if (h.type != DT_DIR) break;  // a whiteout or a non-directory ends the merge
-    const int parent = above[h.part].get();
-    const size_t layer = above[h.part].layer;
-    auto st = sys::stat_at(parent, rel.c_str());
-    if (st) {
-      if (is_kernel_whiteout(*st)) return std::optional<Found>(Found{});
-      if (S_ISDIR(st->st_mode)) return std::optional<Found>();
-      if (S_ISREG(st->st_mode) && st->st_size == 0 &&
-          xattr_part(opacity_of(fmt, pending, i, parent, pending.name)) == Opacity::kXWhiteouts &&
-          fmt.is_xattr_whiteout(parent, rel.c_str())) {
-        return std::optional<Found>(Found{});
-      }
-      UNIONFS_ASSIGN_OR_RETURN(Found f, found_file(stack, above[h.part].fd, rel, layer, *st));
-      return std::optional<Found>(std::move(f));
+    auto r = sys::stat_at(above[h.part].get(), rel.c_str());
+    if (r) {
+      st = *r;
+      break;
     }
-    if (st.error() == ENOTDIR || st.error() == ELOOP) return std::optional<Found>();  // changed
-    if (st.error() != ENOENT) return Errno{st.error()};
-    // The last instance of the merge: its ".wh.NAME" and opacity would hide nothing.
-    if (i + 1 == pending.hits.size() || pending.hits[i + 1].type != DT_DIR) break;
+    // Changed under us (ENOTDIR, ELOOP), or an error in an instance that the markers above
+    // might have hidden: the caller opens the instances and decides.
+    if (r.error() != ENOENT) return std::optional<Found>();
+    if (h.hides_lower) break;
+  }
+  if (!st || is_kernel_whiteout(*st)) return std::optional<Found>(Found{});
+  if (S_ISDIR(st->st_mode)) return std::optional<Found>();
+  // Then whether an instance above the one holding it hides it: its ".wh.NAME" or its opacity.
+  for (size_t i = 0; i < k; ++i) {
+    const int parent = above[pending.hits[i].part].get();
     if (fmt.read_oci() &&
         sys::stat_at(parent, (dir + std::string(kOciWhiteoutPrefix) + std::string(name)).c_str())
             .ok()) {
       return std::optional<Found>(Found{});
     }
     const uint8_t v = opacity_of(fmt, pending, i, parent, pending.name);
-    if (xattr_part(v) == Opacity::kOpaque || (v & PendingLower::kOciOpaque) || h.hides_lower) {
-      break;
+    if (xattr_part(v) == Opacity::kOpaque || (v & PendingLower::kOciOpaque)) {
+      return std::optional<Found>(Found{});
     }
   }
-  return std::optional<Found>(Found{});
+  const LayerDir& at = above[pending.hits[k].part];
+  const int parent = at.get();
+  if (S_ISREG(st->st_mode) && st->st_size == 0 &&
+      xattr_part(opacity_of(fmt, pending, k, parent, pending.name)) == Opacity::kXWhiteouts &&
+      fmt.is_xattr_whiteout(parent, rel.c_str())) {
+    return std::optional<Found>(Found{});
+  }
+  UNIONFS_ASSIGN_OR_RETURN(Found f, found_file(stack, at.fd, rel, at.layer, *st));
+  return std::optional<Found>(std::move(f));
 }
 
 }  // namespace unionfs

@@ -431,6 +431,41 @@ TEST_CASE("a lookup asks a directory's bottom instance for NAME only", "[lookup]
   CHECK(stats(m, "y", true) == 1);
 }
 
+TEST_CASE("a name no pending instance holds costs one fstatat per instance", "[lookup][index]") {
+  LayerBuilder b(4);
+  for (size_t l = 0; l < 4; ++l) b.file(l, "m/f" + std::to_string(l), "x");
+  b.file(0, "m/deep", "0");
+  for (WhiteoutMode mode : {WhiteoutMode::kAuto, WhiteoutMode::kOverlay}) {
+    INFO("mode " << static_cast<int>(mode));
+    Stack s(b, mode, true);
+    const DirParts root = root_parts(s.stack, s.fmt);
+    auto index = DirIndex::build(s.fmt, root);
+    REQUIRE(index.ok());
+    auto m = lookup_name_deferred(s.stack, s.fmt, root, "m", *index);
+    REQUIRE(m.ok());
+    REQUIRE(m->parts.size() == 1);  // the topmost instance is open, the other three pending
+    REQUIRE(m->pending);
+    REQUIRE(m->pending->hits.size() == 3);
+    auto stats = [&](const std::string& name, bool exists) {
+      const uint64_t before = sys::stat_at_calls();
+      auto r = lookup_name_probing(s.stack, s.fmt, m->parts, *m->pending, name);
+      REQUIRE(r.ok());
+      REQUIRE(r->has_value());
+      CHECK((*r)->exists == exists);
+      return static_cast<int>(sys::stat_at_calls() - before);
+    };
+    const bool oci = mode == WhiteoutMode::kAuto;
+    // The open instance is asked for NAME (and .wh.NAME), then each pending one for NAME only:
+    // what hides what above a name that is nowhere does not matter.
+    CHECK(stats("none", false) == (oci ? 2 : 1) + 3);
+    // A name in the bottom instance: NAME down to it, then the markers of the two above it
+    // (.wh.NAME and .wh..wh..opq with OCI markers read; the opaque xattr is not an fstatat).
+    CHECK(stats("deep", true) == (oci ? 2 : 1) + 3 + (oci ? 2 * 2 : 0));
+    // In the middle one: the instance above it was asked for its opacity already.
+    CHECK(stats("f1", true) == (oci ? 2 : 1) + 2 + (oci ? 1 : 0));
+  }
+}
+
 // The layers and "x" flags of a directory's instances, topmost first.
 std::vector<std::pair<size_t, bool>> shape(const DirParts& parts) {
   std::vector<std::pair<size_t, bool>> out;
@@ -466,25 +501,6 @@ void check_deferred_agrees(const Stack& s, const DirParts& parts,
     REQUIRE(built);
   }
   CHECK(shape(all) == shape(want.parts));
-  if (f.pending) {
-    // The same once a probe has cached the pending instances' opacity, as when a directory's
-    // second lookup resolves what its first probed: resolve_lower takes the cached answers.
-    auto again = lookup_name_deferred(s.stack, s.fmt, parts, name, index);
-    REQUIRE(again.ok());
-    REQUIRE(again->pending);
-    REQUIRE(lookup_name_probing(s.stack, s.fmt, again->parts, *again->pending, "none").ok());
-    // The probe asked the first one, unless it is the last of the merge (then its opacity
-    // would hide nothing).
-    const std::vector<IndexHit>& hits = again->pending->hits;
-    const bool last = hits.size() == 1 || hits[1].type != DT_DIR;
-    CHECK(again->pending->known_opacity(0).has_value() == !last);
-    auto res = resolve_lower(s.fmt, again->parts.back(), *again->pending);
-    REQUIRE(res.ok());
-    DirParts probed_first = again->parts;
-    probed_first.insert(probed_first.end(), res->rest.begin(), res->rest.end());
-    CHECK(shape(probed_first) == shape(want.parts));
-  }
-  if (!built) return;
   std::vector<std::string> children = {"none"};
   for (const LayerDir& d : all) {
     auto ents = sys::read_dir(d.get());
@@ -494,6 +510,32 @@ void check_deferred_agrees(const Stack& s, const DirParts& parts,
       if (!s.fmt.is_reserved_name(e.name)) children.push_back(e.name);
     }
   }
+  if (f.pending) {
+    // The same once probes have cached the pending instances' opacity, as when a directory's
+    // second lookup resolves what its first probed: resolve_lower takes the cached answers.
+    auto again = lookup_name_deferred(s.stack, s.fmt, parts, name, index);
+    REQUIRE(again.ok());
+    REQUIRE(again->pending);
+    // A name that no instance holds is missing whatever hides what: no opacity is read.
+    REQUIRE(lookup_name_probing(s.stack, s.fmt, again->parts, *again->pending, "none").ok());
+    for (size_t i = 0; i < again->pending->hits.size(); ++i) {
+      CHECK_FALSE(again->pending->known_opacity(i).has_value());
+    }
+    // A file found below the first pending instance had that instance asked whether it hides it.
+    const PendingLower& pending = *again->pending;
+    const size_t first = pending.parent_index->parts()[pending.hits[0].part].layer;
+    for (const std::string& c : children) {
+      auto p = lookup_name_probing(s.stack, s.fmt, again->parts, pending, c);
+      REQUIRE(p.ok());
+      if (*p && (*p)->exists && (*p)->layer < first) CHECK(pending.known_opacity(0).has_value());
+    }
+    auto res = resolve_lower(s.fmt, again->parts.back(), *again->pending);
+    REQUIRE(res.ok());
+    DirParts probed_first = again->parts;
+    probed_first.insert(probed_first.end(), res->rest.begin(), res->rest.end());
+    CHECK(shape(probed_first) == shape(want.parts));
+  }
+  if (!built) return;
   DirParts lower(all.begin() + (s.stack.is_upper(all.front().layer) ? 1 : 0), all.end());
   CHECK(shape(built->parts()) == shape(lower));
   for (const std::string& c : children) {
