@@ -93,8 +93,8 @@ Result<std::optional<Found>> lookup_name_probing(const LayerStack& stack, const 
     if (h.hides_lower) break;
   }
   if (!st || is_kernel_whiteout(*st)) return std::optional<Found>(Found{});
-  if (S_ISDIR(st->st_mode)) return std::optional<Found>();
-  // Then whether an instance above the one holding it hides it: its ".wh.NAME" or its opacity.
+  // Then whether an instance above the one holding it hides it: its ".wh.NAME" or its opacity
+  // (a directory too: only a visible one is left to the caller).
   for (size_t i = 0; i < k; ++i) {
     const int parent = above[pending.hits[i].part].get();
     if (fmt.read_oci() &&
@@ -107,6 +107,7 @@ Result<std::optional<Found>> lookup_name_probing(const LayerStack& stack, const 
       return std::optional<Found>(Found{});
     }
   }
+  if (S_ISDIR(st->st_mode)) return std::optional<Found>();
   const LayerDir& at = above[pending.hits[k].part];
   const int parent = at.get();
   if (S_ISREG(st->st_mode) && st->st_size == 0 &&

@@ -290,12 +290,16 @@ if ! skip_on_kernel; then
   # calls for every lookup) wherever that pipe can grow to a request's full size (1 MiB + 4 KiB:
   # root with CAP_SYS_RESOURCE, or fs.pipe-max-size raised). It makes that pipe on the first
   # request it would splice, whether or not it can grow, so a pipe of its own in the daemon
-  # (not one it inherited from this script) tells.
+  # (not one it inherited from this script) tells. No READ here: a reply spliced from a file
+  # would make one too.
   check "metadata requests are read with one read(2), not spliced through a pipe"
   for ((i = 0; i < 20; i++)); do stat "$M/f$i" >/dev/null; done
   ls -l "$M" >/dev/null
-  pipes_of() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 -lname 'pipe:*' -printf '%l\n' | sort -u; }
-  own=$(comm -23 <(pipes_of "${_MPIDS[-1]}") <(pipes_of $$) | wc -l)
+  fds=/proc/${_MPIDS[-1]}/fd
+  [[ -n $(find "$fds" -mindepth 1 -maxdepth 1 -lname /dev/fuse) ]] \
+    || fail "no /dev/fuse among the daemon's descriptors ($fds): not the daemon"
+  pipes_of() { find "$1" -mindepth 1 -maxdepth 1 -lname 'pipe:*' -printf '%l\n' | sort -u; }
+  own=$(comm -23 <(pipes_of "$fds") <(pipes_of /proc/$$/fd) | wc -l)
   expect_eq "$own" 0 "pipes the daemon made, after stat and ls -l"
   unmount_union "$M"
 fi
